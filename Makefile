@@ -1,0 +1,50 @@
+# Storefront ML: one entry point for people and CI. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+PY := $(VENV)/bin/python
+CONSTRAINTS := requirements/constraints.txt
+START ?= 2026-01-01
+END ?= 2026-04-30
+.DEFAULT_GOAL := help
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c $(CONSTRAINTS) -e ".[dev]"
+	touch $@
+
+install: $(VENV)/.installed ## Create .venv with the pinned dependencies (idempotent)
+
+test: install ## Run every test (unit, data); tests that need ../shared skip without it
+	$(PY) -m pytest
+
+lint: install ## Lint with ruff
+	$(VENV)/bin/ruff check .
+
+docs: install ## Regenerate docs/data_dictionary.md from the contract
+	$(VENV)/bin/storefront data-dictionary
+
+simulate: install ## Simulate the demo shop into var/lake/raw (START, END, SCALE=demo)
+	$(VENV)/bin/storefront simulate --scale $(or $(SCALE),demo) --start $(START) --end $(END) --overwrite
+
+demo: simulate ## The main job (for now: the demo shop; the nightly pipeline lands in issue 3)
+
+bench: install ## Simulator throughput and peak memory at demo and large scale
+	$(PY) benchmarks/simulator_throughput.py
+
+lock: ## Re-resolve requirements/stack.in into requirements/constraints.txt (about 2 minutes)
+	rm -rf /tmp/storefront-lock && $(PYTHON) -m venv /tmp/storefront-lock
+	/tmp/storefront-lock/bin/pip install --quiet --upgrade pip
+	/tmp/storefront-lock/bin/pip install --quiet -r requirements/stack.in
+	{ head -n 3 $(CONSTRAINTS); /tmp/storefront-lock/bin/pip freeze --exclude-editable \
+	  | grep -vE '^(pip|setuptools|wheel)==' | sed -E 's/^torch==([0-9.]+)\+cpu/torch==\1/'; } > $(CONSTRAINTS).new
+	mv $(CONSTRAINTS).new $(CONSTRAINTS)
+
+clean: ## Remove the venv, caches and var/
+	rm -rf $(VENV) var .pytest_cache .ruff_cache
+
+.PHONY: help install test lint docs simulate demo bench lock clean

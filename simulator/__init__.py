@@ -1,0 +1,1 @@
+"""The simulated storefront: the embedded default data source and the test oracle (planted truth)."""

@@ -1,0 +1,3 @@
+from simulator.cli import simulate_command
+
+simulate_command()

@@ -1,0 +1,29 @@
+"""``storefront``: the stages of the platform as subcommands, each also runnable without an orchestrator."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from feature_repo.contract.data_dictionary import data_dictionary_command
+from feature_repo.contract.loader import load_export_command
+from simulator.cli import simulate_command
+
+
+@click.group()
+@click.version_option(package_name="storefront-ml")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors on stderr.")
+def main(quiet: bool) -> None:
+    """Storefront ML: simulate a shop, load exports, and run the pipeline's stages by hand."""
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+main.add_command(simulate_command)
+main.add_command(load_export_command)
+main.add_command(data_dictionary_command)
+
+if __name__ == "__main__":
+    main()
