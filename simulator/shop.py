@@ -59,7 +59,8 @@ class SimulationSummary:
     seed: int
     scale: str
     rows: dict[str, int] = field(default_factory=dict)
-    seconds: float = 0.0
+    write_seconds: dict[str, float] = field(default_factory=dict)  # parquet writing, per table
+    seconds: float = 0.0  # the whole run, generation and writing
 
     @property
     def truth_path(self) -> Path:
@@ -607,28 +608,30 @@ def simulate(
     shop = Shop(start, end, seed, scale_, tuple(drift))
     summary = SimulationSummary(out=out, start=start, end=end, seed=seed, scale=scale_.name)
     summary.rows = {t: 0 for t in TABLES}
+    summary.write_seconds = {t: 0.0 for t in TABLES}
+
+    def write(name: str, day: dt.date, table: pa.Table) -> None:
+        t0 = time.perf_counter()
+        lake.write_parquet(TABLES[name], table, lake.partition_dir(out, name, day) / lake.PART_FILE)
+        summary.write_seconds[name] += time.perf_counter() - t0
+        summary.rows[name] += table.num_rows
+
     log.info(
         "simulating %s..%s (%d days) at scale %s, seed %d into %s", start, end, shop.n_days, scale_.name, seed, out
     )
     for i in range(shop.n_days):
         day = start + dt.timedelta(days=i)
         for name, table in shop.simulate_day(i).items():
-            lake.write_parquet(TABLES[name], table, lake.partition_dir(out, name, day) / lake.PART_FILE)
-            summary.rows[name] += table.num_rows
+            write(name, day, table)
         if (i + 1) % max(1, shop.n_days // 10) == 0 or i + 1 == shop.n_days:
-            log.info(
-                "day %d/%d (%s): %s", i + 1, shop.n_days, day, ", ".join(f"{k}={v:,}" for k, v in summary.rows.items())
-            )
+            done = ", ".join(f"{k}={v:,}" for k, v in summary.rows.items() if k != "promotion_offers")
+            log.info("day %d/%d (%s): %s", i + 1, shop.n_days, day, done)
     offers = shop.offer_table()
     by_day = dict(lake.split_by_date(TABLES["promotion_offers"], offers))
     empty = TABLES["promotion_offers"].arrow_schema().empty_table()
     for i in range(shop.n_days):  # an empty partition says "no offers that day", unlike a missing one
         day = start + dt.timedelta(days=i)
-        part = by_day.get(day, empty)
-        lake.write_parquet(
-            TABLES["promotion_offers"], part, lake.partition_dir(out, "promotion_offers", day) / lake.PART_FILE
-        )
-    summary.rows["promotion_offers"] = offers.num_rows
+        write("promotion_offers", day, by_day.get(day, empty))
     shop.truth.write(out / lake.TRUTH_DIR, shop, offers)
     summary.seconds = time.perf_counter() - began
     log.info(
@@ -647,6 +650,7 @@ def summary_json(summary: SimulationSummary) -> str:
             "scale": summary.scale,
             "rows": summary.rows,
             "seconds": round(summary.seconds, 2),
+            "write_seconds": {k: round(v, 3) for k, v in summary.write_seconds.items()},
         },
         indent=2,
     )
