@@ -2,33 +2,105 @@
 
 Read from ``STOREFRONT_*`` environment variables (and a ``.env`` file if present) with the embedded defaults
 below. Nothing is read at import time: call ``get_settings()``. ``.env.example`` lists every setting.
+Relative paths are resolved against the working directory when the settings are read.
+
+Two profiles share the code: ``embedded`` (a laptop, CI: local files, SQLite, ``local[*]`` Spark, CPU) and
+``production`` (PostgreSQL, Redis, a Spark cluster, accelerator workers). Secrets (database passwords) only
+ever come from the environment, never from this file.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class Settings(BaseSettings):
-    """Where data lives and how the simulated default shop is drawn."""
+    """Where data lives, which services the profile uses, and how the simulated default shop is drawn."""
 
     model_config = SettingsConfigDict(env_prefix="STOREFRONT_", env_file=".env", extra="ignore")
 
     profile: Literal["embedded", "production"] = Field(
         "embedded", description="embedded: local files, SQLite and local Spark; production: the services"
     )
-    lake_root: Path = Field(Path("var/lake"), description="Root of the data lake; raw tables live under raw/")
+    # --- storage -------------------------------------------------------------------------------------------------
+    var_root: Path = Field(Path("var"), description="Root of everything the platform writes locally")
+    lake_root: Path | None = Field(None, description="Data lake root [default: <var_root>/lake]")
+    reports_root: Path | None = Field(None, description="Reports (drift, data docs) [default: <var_root>/reports]")
+    # --- simulated shop --------------------------------------------------------------------------------------------
     seed: int = Field(7, description="Seed of the simulated shop")
     scale: Literal["tiny", "demo", "large"] = Field("demo", description="Size of the simulated shop")
+    # --- Spark -----------------------------------------------------------------------------------------------------
+    spark_master: str = Field("local[*]", description="Spark master URL; local[*] runs inside the task")
+    spark_driver_memory: str = Field("2g", description="Driver memory of the local Spark session")
+    # --- Feast -----------------------------------------------------------------------------------------------------
+    feast_repo_path: Path = Field(REPO_ROOT / "feature_repo", description="The Feast repo (feature_store*.yaml)")
+    redis_connection: str = Field("127.0.0.1:6379,db=0", description="Feast Redis online store (production)")
+    feast_registry_url: str = Field(
+        "postgresql+psycopg2://postgres@127.0.0.1:5432/storefront_feast",
+        description="Feast SQL registry (production); put the password in the environment, not here",
+    )
+    # --- MLflow ----------------------------------------------------------------------------------------------------
+    mlflow_tracking_uri: str | None = Field(
+        None, description="MLflow tracking URI [default: sqlite:///<var_root>/mlflow/mlflow.db]"
+    )
+    mlflow_artifact_root: Path | None = Field(None, description="Artifact root [default: <var_root>/mlflow/artifacts]")
+    # --- pipeline --------------------------------------------------------------------------------------------------
+    pipeline_start_date: dt.date = Field(dt.date(2026, 1, 1), description="First date the daily DAGs schedule")
+    models_config: Path = Field(REPO_ROOT / "config" / "models.yaml", description="Hyperparameters, gates, drift")
+    device: Literal["auto", "cpu", "cuda", "hpu"] = Field("auto", description="Training device; auto picks hpu>cuda>cpu")
+
+    @field_validator("var_root", "lake_root", "reports_root", "mlflow_artifact_root", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser().resolve()
+
+    @property
+    def lake(self) -> Path:
+        return self.lake_root or self.var_root / "lake"
 
     @property
     def raw_root(self) -> Path:
-        return self.lake_root / "raw"
+        """Raw tables of the contract, one folder per table, ``dt=`` partitions."""
+        return self.lake / "raw"
+
+    @property
+    def features_root(self) -> Path:
+        """Offline feature tables written by the Spark builds (the Feast offline store's files)."""
+        return self.lake / "features"
+
+    @property
+    def quarantine_root(self) -> Path:
+        """Partitions that failed validation, each with a ``reasons.json``."""
+        return self.lake / "quarantine"
+
+    @property
+    def training_sets_root(self) -> Path:
+        return self.lake / "training_sets"
+
+    @property
+    def reports(self) -> Path:
+        return self.reports_root or self.var_root / "reports"
+
+    @property
+    def feast_data(self) -> Path:
+        """The embedded Feast registry and SQLite online store."""
+        return self.var_root / "feast"
+
+    @property
+    def tracking_uri(self) -> str:
+        return self.mlflow_tracking_uri or f"sqlite:///{self.var_root / 'mlflow' / 'mlflow.db'}"
+
+    @property
+    def artifact_root(self) -> Path:
+        return self.mlflow_artifact_root or self.var_root / "mlflow" / "artifacts"
 
 
 @lru_cache(maxsize=1)
