@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     mlflow_artifact_root: Path | None = Field(None, description="Artifact root [default: <var_root>/mlflow/artifacts]")
     # --- pipeline --------------------------------------------------------------------------------------------------
     pipeline_start_date: dt.date = Field(dt.date(2026, 1, 1), description="First date the daily DAGs schedule")
+    pipeline_end_date: dt.date | None = Field(None, description="Last date the daily DAGs schedule (none: open)")
     models_config: Path = Field(REPO_ROOT / "config" / "models.yaml", description="Hyperparameters, gates, drift")
     device: Literal["auto", "cpu", "cuda", "hpu"] = Field("auto", description="Training device; auto picks hpu>cuda>cpu")
 

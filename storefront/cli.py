@@ -8,7 +8,12 @@ import click
 
 from feature_repo.contract.data_dictionary import data_dictionary_command
 from feature_repo.contract.loader import load_export_command
+from feature_repo.expectations.validate import validate_command
+from feature_repo.features.jobs import build_features_command
+from monitoring.cli import drift_command
 from simulator.cli import simulate_command
+from storefront.main_job import main_job_command
+from training.cli import train_command
 
 
 @click.group()
@@ -21,9 +26,17 @@ def main(quiet: bool) -> None:
     )
 
 
-main.add_command(simulate_command)
-main.add_command(load_export_command)
-main.add_command(data_dictionary_command)
+for command in (
+    simulate_command,
+    load_export_command,
+    data_dictionary_command,
+    validate_command,
+    build_features_command,
+    train_command,
+    drift_command,
+    main_job_command,
+):
+    main.add_command(command)
 
 if __name__ == "__main__":
     main()

@@ -4,11 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
+# Before anything imports Airflow (it reads its configuration once, at import): a private home and SQLite
+# metadata database for this test session, never the user's ~/airflow.
+_AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="storefront-airflow-"))
+os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME / 'airflow.db'}"
+os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(Path(__file__).resolve().parents[1] / "dags")
+os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(Path(__file__).resolve().parents[1] / "plugins")
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 

@@ -1,0 +1,90 @@
+"""
+### Daily features
+
+For one date (the run's data interval, or the `date` param): validate the raw partitions with Great Expectations
+(a failing partition is quarantined with its reasons and the run stops), build the offline feature tables with
+Spark (each run overwrites exactly its date's partitions), validate them, apply the Feast definitions and
+materialize the date into the online store. On success it emits the `storefront_daily_features` asset with the
+date, which schedules the nightly training DAG.
+
+Every task reads and writes partitions of its date only: re-running or backfilling a date gives the same result.
+The `history_from` param makes one run cover every date from it up to the run's date (the initial history
+load: one Spark session, one materialization). Logic lives in `feature_repo`; this file only wires it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import Param, dag, task
+from storefront_airflow.assets import DAILY_FEATURES
+from storefront_airflow.callbacks import notify_on_call
+from storefront_airflow.run_dates import run_days
+from storefront_airflow.schedule import end_date, start_date
+
+DEFAULT_ARGS = {
+    "owner": "storefront-ml",
+    "retries": 2,
+    "retry_delay": dt.timedelta(minutes=2),
+    "on_failure_callback": notify_on_call,
+}
+
+
+@dag(
+    dag_id="storefront_features",
+    schedule="@daily",
+    start_date=start_date(),
+    end_date=end_date(),
+    catchup=True,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["storefront", "features"],
+    doc_md=__doc__,
+    params={
+        "date": Param(None, type=["null", "string"], format="date", description="Date to process (YYYY-MM-DD)"),
+        "history_from": Param(None, type=["null", "string"], format="date",
+                              description="Initial history load: also process every date from this one"),
+    },
+)
+def storefront_features():
+    @task
+    def validate_raw_events(**context) -> list[str]:
+        from feature_repo.expectations.validate import validate_days
+
+        days = run_days(context)
+        validate_days("raw", days)
+        return [d.isoformat() for d in days]
+
+    @task
+    def build_features(days: list[str]) -> dict[str, list[str]]:
+        from feature_repo.features.jobs import build_features_for_days
+
+        return build_features_for_days([dt.date.fromisoformat(d) for d in days])
+
+    @task
+    def validate_features(days: list[str], partitions: dict[str, list[str]]) -> list[str]:
+        from feature_repo.expectations.validate import validate_days
+
+        validate_days("features", [dt.date.fromisoformat(d) for d in days], tables=sorted(partitions))
+        return days
+
+    @task
+    def feast_apply(days: list[str]) -> list[str]:
+        from feature_repo.store import apply
+
+        return apply()
+
+    @task(outlets=[DAILY_FEATURES])
+    def materialize_online_store(days: list[str], applied: list[str], **context) -> list[str]:
+        from feature_repo.store import materialize_days
+
+        materialize_days([dt.date.fromisoformat(d) for d in days])
+        context["outlet_events"][DAILY_FEATURES].extra = {"date": days[-1], "dates": days}
+        return days
+
+    days = validate_raw_events()
+    validated = validate_features(days, build_features(days))
+    materialize_online_store(validated, feast_apply(validated))
+
+
+storefront_features()

@@ -1,0 +1,86 @@
+"""
+### Nightly training
+
+Scheduled on the `storefront_daily_features` asset: runs for the date the features DAG just published (or the
+`date` param). For each model: build its training set from Feast (point-in-time correct), train a challenger on
+the accelerator the routing picks, register it in MLflow, and move the `champion` alias only if the gate passes
+on the same holdout (every decision is recorded in MLflow). Then write the drift report of the date's features
+against the champion's training reference (Evidently; HTML for people, JSON for machines).
+
+Logic lives in `training` and `monitoring`; this file only wires it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from airflow.sdk import Param, dag, task, task_group
+from storefront_airflow.assets import DAILY_FEATURES
+from storefront_airflow.callbacks import notify_on_call
+from storefront_airflow.models import TRAINED_MODELS
+from storefront_airflow.routing import training_queue
+from storefront_airflow.run_dates import run_date
+from storefront_airflow.schedule import end_date, start_date
+
+DEFAULT_ARGS = {
+    "owner": "storefront-ml",
+    "retries": 1,
+    "retry_delay": dt.timedelta(minutes=5),
+    "on_failure_callback": notify_on_call,
+}
+
+
+@dag(
+    dag_id="storefront_training",
+    schedule=[DAILY_FEATURES],
+    start_date=start_date(),
+    end_date=end_date(),
+    catchup=False,
+    max_active_runs=1,
+    default_args=DEFAULT_ARGS,
+    tags=["storefront", "training"],
+    doc_md=__doc__,
+    params={"date": Param(None, type=["null", "string"], format="date", description="Date to train for (YYYY-MM-DD)")},
+)
+def storefront_training():
+    @task
+    def resolve_date(**context) -> str:
+        return run_date(context, DAILY_FEATURES).isoformat()
+
+    day = resolve_date()
+
+    for model in TRAINED_MODELS:
+
+        @task_group(group_id=model)
+        def train_and_gate(day: str, model: str = model) -> None:
+            @task
+            def build_training_set(day: str) -> str:
+                from training.pipeline import build_training_set as build
+
+                return str(build(model, dt.date.fromisoformat(day)))
+
+            @task(queue=training_queue())
+            def train_challenger(day: str, training_set: str) -> dict:
+                from training.pipeline import train_challenger as train
+
+                return train(model, training_set, dt.date.fromisoformat(day))
+
+            @task
+            def gate_and_promote(challenger: dict) -> dict:
+                from training.pipeline import gate_and_promote as gate
+
+                return gate(model, challenger)
+
+            @task
+            def drift_report(day: str, decision: dict) -> dict:
+                from training.pipeline import drift_report as report
+
+                return report(model, dt.date.fromisoformat(day))
+
+            decision = gate_and_promote(train_challenger(day, build_training_set(day)))
+            drift_report(day, decision)
+
+        train_and_gate(day)
+
+
+storefront_training()

@@ -1,0 +1,62 @@
+"""Feast batch sources: the Spark builds' offline feature tables, one folder per table under the features root.
+
+Each table lives at ``<features_root>/<table>/dt=YYYY-MM-DD/part-*.parquet`` (plus Spark's ``_SUCCESS`` and
+``.crc`` files). The source points at the table folder itself: both Dask (embedded) and Spark (production) read
+it as a hive-partitioned dataset and skip files whose names start with ``_`` or ``.``.
+
+``feature_repo/store.py`` sets the two variables read here from ``config.settings``: ``STOREFRONT_FEATURES_ROOT``
+(absolute) and ``STOREFRONT_PROFILE`` (embedded -> FileSource, production -> SparkSource).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from feast.data_format import ParquetFormat
+from feast.data_source import DataSource
+from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+from feast.infra.offline_stores.file_source import FileSource
+
+from feature_repo.features.tables import CUSTOMER_HISTORY, EVENT_TIMESTAMP, SESSION_KPIS, FeatureTable
+
+FEATURES_ROOT_ENV = "STOREFRONT_FEATURES_ROOT"
+PROFILE_ENV = "STOREFRONT_PROFILE"
+PARTITION_COLUMN = "dt"  # the hive partition folder of each run date (dt=YYYY-MM-DD)
+
+
+def features_root() -> Path:
+    """The absolute features root; set by store.py so `feast apply` never resolves it against its own cwd."""
+    root = os.environ.get(FEATURES_ROOT_ENV)
+    if not root:
+        raise RuntimeError(
+            f"{FEATURES_ROOT_ENV} is not set: load the Feast repo through feature_repo.store "
+            f"(python -m feature_repo.store apply), which sets it from config.settings"
+        )
+    return Path(root)
+
+
+def _source(table: FeatureTable, description: str) -> DataSource:
+    """The batch source of ``table``: a FileSource in the embedded profile, a SparkSource in production."""
+    path = str(features_root() / table.name)
+    name = f"{table.name}_source"
+    if os.environ.get(PROFILE_ENV, "embedded") == "production":
+        return SparkSource(
+            name=name,
+            path=path,
+            file_format="parquet",
+            timestamp_field=EVENT_TIMESTAMP,
+            # prunes dt= folders outside the requested interval: a row's event date is its partition's date
+            date_partition_column=PARTITION_COLUMN,
+            description=description,
+        )
+    return FileSource(
+        name=name, path=path, file_format=ParquetFormat(), timestamp_field=EVENT_TIMESTAMP, description=description
+    )
+
+
+# The sessions' KPIs and context from the session_kpis build, stamped at the session's start.
+session_kpis_source = _source(SESSION_KPIS, "session_kpis build output: one row per session, at its start.")
+
+# The daily customer snapshots from the customer_history build, stamped at the end of each run date.
+customer_history_source = _source(CUSTOMER_HISTORY, "customer_history build output: one row per customer and date.")

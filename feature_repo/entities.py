@@ -1,0 +1,22 @@
+"""Feast entities: the keys the offline feature tables are joined on, one per entity of FEATURE_TABLES.
+
+A Feast definition module: `feast apply` (and ``store.apply()``) import it as a top-level module from this folder.
+"""
+
+from __future__ import annotations
+
+from feast import Entity, ValueType
+
+from feature_repo.features.tables import CUSTOMER_HISTORY, SESSION_KPIS, FeatureTable
+
+
+def _entity(table: FeatureTable, description: str) -> Entity:
+    """The entity of ``table``, keyed by its string key column."""
+    return Entity(name=table.entity, join_keys=[table.key], value_type=ValueType.STRING, description=description)
+
+
+# One visit to the shop. Only training joins on it: at serving time the session's KPIs come with the request.
+session = _entity(SESSION_KPIS, "A visit to the shop (session_id); the grain of the conversion model.")
+
+# A registered customer; 'anonymous' visits carry that literal key and never match a history row.
+customer = _entity(CUSTOMER_HISTORY, "A registered customer (customer_id); 'anonymous' has no history.")

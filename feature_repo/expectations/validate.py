@@ -1,0 +1,555 @@
+"""The data quality gate: validate one date's partitions, quarantine what fails, render data docs.
+
+The one place that runs Great Expectations (``suites`` builds the suites); everything else calls
+:func:`validate_partition`, :func:`validate_day` or the ``storefront validate`` command and sees only plain
+dataclasses, so a Great Expectations upgrade touches these two modules.
+
+* A partition that fails any expectation is moved, folder and all, to
+  ``<quarantine root>/<layer>/<table>/dt=<date>/`` (replacing an older quarantine of the same partition)
+  with a ``reasons.json`` beside its files; the lake no longer holds it, so nothing downstream reads it.
+* A missing partition is a failure too (the gate never passes when it could not run), with nothing to move.
+* Every run renders data docs under ``<reports>/data_docs/`` (``index.html``). Great Expectations runs on an
+  ephemeral context whose suites and validation results are kept as JSON under ``<reports>/gx_store/``, so the
+  index lists the history of runs (the most recent ``data_docs_history`` of ``config/validation.yaml``), not
+  only the last one: the site builder drops pages whose results its stores no longer hold.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import json
+import logging
+import math
+import os
+import shutil
+import time
+import uuid
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote, urlparse
+
+import click
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from config.settings import Settings, get_settings
+from feature_repo.contract import lake
+from feature_repo.expectations.config import (
+    LAYERS,
+    Dataset,
+    Layer,
+    ValidationConfig,
+    dataset,
+    dataset_names,
+    get_validation_config,
+)
+from feature_repo.expectations.suites import (
+    build_suite,
+    great_expectations_module,
+    suite_parameters,
+    to_validation_frame,
+)
+
+if TYPE_CHECKING:
+    from great_expectations import ExpectationSuite
+    from great_expectations.core.expectation_validation_result import (
+        ExpectationSuiteValidationResult,
+        ExpectationValidationResult,
+    )
+    from great_expectations.data_context import AbstractDataContext
+
+logger = logging.getLogger(__name__)
+
+DATA_DOCS_DIR = "data_docs"
+GX_STORE_DIR = "gx_store"
+REASONS_FILE = "reasons.json"
+SITE_NAME = "local_site"
+_PARTIAL_UNEXPECTED = 20  # offending values Great Expectations keeps per expectation; distinct ones are quoted
+# failures reported by the gate itself, before Great Expectations could run
+PARTITION_PRESENT = "partition_present"
+PARTITION_READABLE = "partition_readable"
+
+
+@dataclass(frozen=True)
+class FailedExpectation:
+    """One expectation a partition did not meet, in plain JSON-able values."""
+
+    expectation: str  # Great Expectations type, e.g. expect_column_values_to_be_between, or a gate check
+    column: str | None  # the column, "a, b" for column pairs and compound keys, None for table-level checks
+    kwargs: dict[str, Any]
+    observed: Any = None  # observed_value of aggregate expectations (row count, mean, null proportion, types)
+    unexpected_count: int | None = None  # rows that broke a row-level expectation
+    unexpected_percent: float | None = None  # of all rows
+    unexpected_values: list[Any] = field(default_factory=list)  # a few distinct offending values
+    error: str | None = None  # the expectation could not be evaluated (e.g. its column is missing)
+    source: str | None = None  # "contract", "validation.yaml" or "gate"
+
+    def describe(self) -> str:
+        """One line: column, expectation type and what was observed."""
+        where = self.column or "(table)"
+        if self.source == "gate":
+            return f"(partition): {self.expectation}: {self.error}"
+        if self.error is not None:
+            seen = f"error: {self.error}"
+        elif self.unexpected_count is not None and self.observed is None:
+            pct = "" if self.unexpected_percent is None else f" ({self.unexpected_percent:.3g}% of rows)"
+            examples = ", ".join(repr(v) for v in self.unexpected_values)
+            seen = f"{self.unexpected_count} unexpected row(s){pct}" + (f", e.g. {examples}" if examples else "")
+        else:
+            seen = f"observed {self.observed!r}"
+        bounds = {k: v for k, v in self.kwargs.items() if k not in ("column", "column_A", "column_B", "column_list")}
+        args = ", ".join(f"{k}={v!r}" for k, v in bounds.items())
+        return f"{where}: {self.expectation}({args}): {seen}"
+
+
+@dataclass(frozen=True)
+class ValidationOutcome:
+    """The gate's verdict on one date partition of one table."""
+
+    layer: Layer
+    table: str
+    day: dt.date
+    success: bool
+    suite: str
+    partition: Path  # where the partition was validated (it moves to quarantined_to when it failed)
+    rows: int | None  # None when the partition could not be read
+    evaluated: int  # expectations evaluated
+    failed: tuple[FailedExpectation, ...] = ()
+    data_docs: Path | None = None  # the data docs site's index.html
+    data_docs_page: Path | None = None  # this validation's page in it
+    quarantined_to: Path | None = None
+    missing: bool = False
+    seconds: float = 0.0
+
+    def summary(self) -> str:
+        """One line for logs: verdict, counts and the failed expectations' columns and types."""
+        name = f"{self.suite} dt={self.day.isoformat()}"
+        if self.success:
+            return f"{name}: passed {self.evaluated} expectations on {self.rows} rows ({self.seconds:.1f} s)"
+        failed = "; ".join(f"{f.column or '(table)'} {f.expectation}" for f in self.failed)
+        rows = "" if self.rows is None else f" on {self.rows} rows"
+        return f"{name}: FAILED {len(self.failed)} of {max(self.evaluated, len(self.failed))}{rows}: {failed}"
+
+
+class ValidationFailed(RuntimeError):
+    """Raised by :func:`validate_day` when any partition failed; names every failed table and expectation."""
+
+    def __init__(self, layer: Layer, day: dt.date, outcomes: Sequence[ValidationOutcome]):
+        self.layer, self.day, self.outcomes = layer, day, list(outcomes)
+        self.failed = [o for o in self.outcomes if not o.success]
+        count = f"{len(self.failed)} of {len(self.outcomes)} table(s)"
+        lines = [f"{layer} validation failed for {day.isoformat()}: {count}"]
+        for outcome in self.failed:
+            where = f"quarantined to {outcome.quarantined_to}" if outcome.quarantined_to else f"at {outcome.partition}"
+            lines.append(f"  {outcome.table} dt={outcome.day.isoformat()} ({where}):")
+            lines.extend(f"    - {f.describe()}" for f in outcome.failed)
+        docs = next((o.data_docs for o in self.outcomes if o.data_docs), None)
+        if docs:
+            lines.append(f"  data docs: {docs}")
+        super().__init__("\n".join(lines))
+
+
+# --- public API --------------------------------------------------------------------------------------------------
+
+
+def validate_partition(
+    layer: Layer,
+    table: str,
+    day: dt.date,
+    *,
+    settings: Settings | None = None,
+    config: ValidationConfig | None = None,
+) -> ValidationOutcome:
+    """Validate one date partition of one table and render data docs; never moves anything (see validate_day)."""
+    settings, config = settings or get_settings(), config or get_validation_config()
+    gate = _Gate(settings, config)
+    outcome = gate.validate(layer, table, day)
+    outcome = gate.with_data_docs([outcome])[0]
+    logger.log(logging.INFO if outcome.success else logging.WARNING, "%s", outcome.summary())
+    return outcome
+
+
+def validate_day(
+    layer: Layer,
+    day: dt.date,
+    tables: Iterable[str] | None = None,
+    *,
+    settings: Settings | None = None,
+    config: ValidationConfig | None = None,
+) -> list[ValidationOutcome]:
+    """Validate every table of a layer (or ``tables``) for ``day``; quarantine failures, then raise.
+
+    Returns the outcomes when every partition passed. Otherwise each failed partition that exists is moved to
+    the quarantine with its ``reasons.json`` and :class:`ValidationFailed` is raised with every outcome.
+    """
+    settings, config = settings or get_settings(), config or get_validation_config()
+    names = dataset_names(layer) if tables is None else list(dict.fromkeys(tables))
+    for name in names:
+        dataset(layer, name)  # unknown names fail before anything runs
+    gate = _Gate(settings, config)
+    outcomes = gate.with_data_docs([gate.validate(layer, name, day) for name in names])
+    final = []
+    for outcome in outcomes:
+        if not outcome.success and not outcome.missing:
+            outcome = replace(outcome, quarantined_to=quarantine(outcome, settings))
+        logger.log(logging.INFO if outcome.success else logging.WARNING, "%s", outcome.summary())
+        final.append(outcome)
+    if any(not o.success for o in final):
+        raise ValidationFailed(layer, day, final)
+    return final
+
+
+def validate_days(
+    layer: Layer,
+    days: Iterable[dt.date],
+    tables: Iterable[str] | None = None,
+    *,
+    settings: Settings | None = None,
+    config: ValidationConfig | None = None,
+) -> list[ValidationOutcome]:
+    """``validate_day`` over several dates with one GE context and one data docs build (history loads).
+
+    Every date is validated before anything is raised, so one failing date does not hide another's problems;
+    failed partitions are quarantined and :class:`ValidationFailed` names them all.
+    """
+    days = list(days)
+    if len(days) == 1:
+        return validate_day(layer, days[0], tables, settings=settings, config=config)
+    settings, config = settings or get_settings(), config or get_validation_config()
+    names = dataset_names(layer) if tables is None else list(dict.fromkeys(tables))
+    for name in names:
+        dataset(layer, name)
+    gate = _Gate(settings, config)
+    outcomes = gate.with_data_docs([gate.validate(layer, name, day) for day in days for name in names])
+    final = []
+    for outcome in outcomes:
+        if not outcome.success and not outcome.missing:
+            outcome = replace(outcome, quarantined_to=quarantine(outcome, settings))
+        logger.log(logging.INFO if outcome.success else logging.WARNING, "%s", outcome.summary())
+        final.append(outcome)
+    failed = [o for o in final if not o.success]
+    if failed:
+        raise ValidationFailed(layer, failed[0].day, failed)
+    return final
+
+
+def partition_path(layer: Layer, table: str, day: dt.date, settings: Settings | None = None) -> Path:
+    """The folder of one date partition in the lake (raw: ``part-00000.parquet``; features: Spark part files)."""
+    settings = settings or get_settings()
+    root = settings.raw_root if layer == "raw" else settings.features_root
+    return lake.partition_dir(root, table, day)
+
+
+def quarantine_path(layer: Layer, table: str, day: dt.date, settings: Settings | None = None) -> Path:
+    return (settings or get_settings()).quarantine_root / layer / table / f"dt={day.isoformat()}"
+
+
+def quarantine(outcome: ValidationOutcome, settings: Settings | None = None) -> Path:
+    """Move a failed partition's folder to the quarantine and write its ``reasons.json``; return the new folder.
+
+    An older quarantine of the same partition is replaced as a whole.
+    """
+    settings = settings or get_settings()
+    target = quarantine_path(outcome.layer, outcome.table, outcome.day, settings)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    old = None
+    if target.exists():
+        old = target.with_name(f".replaced-{target.name}-{uuid.uuid4().hex}")
+        os.replace(target, old)
+    shutil.move(str(outcome.partition), str(target))
+    reasons = {
+        "layer": outcome.layer,
+        "table": outcome.table,
+        "day": outcome.day.isoformat(),
+        "partition": str(outcome.partition),
+        "quarantined_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "suite": outcome.suite,
+        "suite_generated_from": [_definitions_module(outcome.layer), "config/validation.yaml"],
+        "rows": outcome.rows,
+        "expectations_evaluated": outcome.evaluated,
+        "failed_expectations": [asdict(f) for f in outcome.failed],
+        "data_docs": None if outcome.data_docs is None else str(outcome.data_docs),
+        "data_docs_page": None if outcome.data_docs_page is None else str(outcome.data_docs_page),
+    }
+    tmp = target / f".{REASONS_FILE}.tmp"
+    tmp.write_text(json.dumps(reasons, indent=2, default=str) + "\n")
+    os.replace(tmp, target / REASONS_FILE)
+    if old is not None:
+        shutil.rmtree(old)
+    logger.warning("%s.%s dt=%s quarantined to %s", outcome.layer, outcome.table, outcome.day, target)
+    return target
+
+
+# --- the Great Expectations side ---------------------------------------------------------------------------------
+
+
+class _Gate:
+    """One Great Expectations context for one gate run: suites, validations and the data docs site."""
+
+    def __init__(self, settings: Settings, config: ValidationConfig):
+        self.settings, self.config = settings, config
+        self.context = _context(settings, config)
+        self.source = self.context.data_sources.add_pandas("storefront_lake")
+        self.run_time = dt.datetime.now(dt.UTC)
+        self._results: dict[str, Any] = {}  # suite name -> identifier of this run's validation result
+        self._checkpoints: dict[str, Any] = {}
+
+    def validate(self, layer: Layer, table: str, day: dt.date) -> ValidationOutcome:
+        started = time.perf_counter()
+        ds = dataset(layer, table)
+        folder = partition_path(layer, table, day, self.settings)
+        base = ValidationOutcome(layer, table, day, False, ds.suite_name, folder, None, 0)
+        if not folder.is_dir():
+            failure = _gate_failure(PARTITION_PRESENT, f"no partition folder {folder}")
+            return replace(base, failed=(failure,), missing=True, seconds=time.perf_counter() - started)
+        try:
+            data = _read_partition(layer, folder)
+        except (OSError, pa.ArrowException) as err:
+            failure = _gate_failure(PARTITION_READABLE, f"{type(err).__name__}: {err}")
+            return replace(base, failed=(failure,), seconds=time.perf_counter() - started)
+        result, identifier = self._run_suite(ds, day, data)
+        failed = tuple(_failure(r, self.config.unexpected_examples) for r in result.results if not r.success)
+        self._results[ds.suite_name] = identifier
+        return replace(
+            base,
+            success=bool(result.success) and not failed,
+            rows=data.num_rows,
+            evaluated=len(result.results),
+            failed=failed,
+            seconds=time.perf_counter() - started,
+        )
+
+    def _run_suite(self, ds: Dataset, day: dt.date, data: pa.Table) -> tuple[ExpectationSuiteValidationResult, Any]:
+        gx = great_expectations_module()
+        checkpoint = self._checkpoint(ds)
+        run_id = gx.RunIdentifier(run_name=f"{ds.layer}-{day.isoformat()}", run_time=self.run_time)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # pandas/GE deprecation chatter on every metric
+            result = checkpoint.run(
+                batch_parameters={"dataframe": to_validation_frame(data)},
+                expectation_parameters=suite_parameters(ds, day),
+                run_id=run_id,
+            )
+        [(identifier, suite_result)] = result.run_results.items()
+        return suite_result, identifier
+
+    def _checkpoint(self, ds: Dataset) -> Any:
+        """The table's checkpoint (suite, dataframe asset, validation definition), made once per gate run."""
+        if ds.suite_name not in self._checkpoints:
+            gx = great_expectations_module()
+            suite = self._store_suite(build_suite(ds.layer, ds.name, self.config))
+            batch = self.source.add_dataframe_asset(ds.suite_name).add_batch_definition_whole_dataframe("partition")
+            definition = self.context.validation_definitions.add(
+                gx.ValidationDefinition(name=ds.suite_name, data=batch, suite=suite)
+            )
+            self._checkpoints[ds.suite_name] = self.context.checkpoints.add(
+                gx.Checkpoint(
+                    name=ds.suite_name,
+                    validation_definitions=[definition],
+                    result_format={"result_format": "SUMMARY", "partial_unexpected_count": _PARTIAL_UNEXPECTED},
+                )
+            )
+        return self._checkpoints[ds.suite_name]
+
+    def _store_suite(self, suite: ExpectationSuite) -> ExpectationSuite:
+        """Save the generated suite, replacing the stored one.
+
+        Not ``suites.add_or_update``: to keep the ids of unchanged expectations it compares every new expectation
+        with every stored one (quadratic, pydantic equality), about 2 s for the sessions suite.
+        """
+        from great_expectations.exceptions import DataContextError
+
+        with contextlib.suppress(DataContextError):  # the first run against this store has none
+            self.context.suites.delete(suite.name)
+        return self.context.suites.add(suite)
+
+    def with_data_docs(self, outcomes: list[ValidationOutcome]) -> list[ValidationOutcome]:
+        """Render this run's results into the data docs site and point each outcome at its pages."""
+        from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
+
+        index: Path | None = None
+        if self._results:
+            suites = [ExpectationSuiteIdentifier(name=name) for name in self._results]
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    urls = self.context.build_data_docs(
+                        site_names=[SITE_NAME], resource_identifiers=[*self._results.values(), *suites]
+                    )
+                index = _url_path(urls[SITE_NAME])
+            except Exception:  # the verdict stands without its HTML; say so loudly
+                logger.exception("data docs could not be rendered under %s", self.settings.reports / DATA_DOCS_DIR)
+        elif (self.settings.reports / DATA_DOCS_DIR / "index.html").is_file():
+            index = self.settings.reports / DATA_DOCS_DIR / "index.html"
+        done = []
+        for outcome in outcomes:
+            page = None
+            if index is not None and outcome.suite in self._results:
+                page = self._page(self._results[outcome.suite])
+            done.append(replace(outcome, data_docs=index, data_docs_page=page))
+        return done
+
+    def _page(self, identifier: Any) -> Path | None:
+        for site in self.context.get_docs_sites_urls(resource_identifier=identifier, site_name=SITE_NAME):
+            if url := site.get("site_url"):
+                return _url_path(url)
+        return None
+
+
+def _context(settings: Settings, config: ValidationConfig) -> AbstractDataContext:
+    """An ephemeral context: suites and results as JSON under <reports>/gx_store, data docs in <reports>/data_docs."""
+    gx = great_expectations_module()
+    from great_expectations.data_context.types.base import DataContextConfig, ProgressBarsConfig
+
+    store = settings.reports / GX_STORE_DIR
+
+    def files(name: str) -> dict[str, str]:
+        return {"class_name": "TupleFilesystemStoreBackend", "base_directory": str(store / name)}
+
+    memory = {"class_name": "InMemoryStoreBackend"}
+
+    project = DataContextConfig(
+        stores={
+            "expectations_store": {"class_name": "ExpectationsStore", "store_backend": files("expectations")},
+            "validation_results_store": {"class_name": "ValidationResultsStore", "store_backend": files("validations")},
+            # definitions and checkpoints are rebuilt from the suites on every run: nothing to keep
+            "checkpoint_store": {"class_name": "CheckpointStore", "store_backend": memory},
+            "validation_definition_store": {"class_name": "ValidationDefinitionStore", "store_backend": memory},
+        },
+        expectations_store_name="expectations_store",
+        validation_results_store_name="validation_results_store",
+        checkpoint_store_name="checkpoint_store",
+        data_docs_sites={
+            SITE_NAME: {
+                "class_name": "SiteBuilder",
+                "show_how_to_buttons": False,
+                "store_backend": {
+                    "class_name": "TupleFilesystemStoreBackend",
+                    "base_directory": str(settings.reports / DATA_DOCS_DIR),
+                },
+                "site_index_builder": {
+                    "class_name": "DefaultSiteIndexBuilder",
+                    "validation_results_limit": config.data_docs_history,
+                },
+            }
+        },
+        analytics_enabled=False,
+        progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
+    )
+    return gx.get_context(mode="ephemeral", project_config=project)
+
+
+def _read_partition(layer: Layer, folder: Path) -> pa.Table:
+    """The partition's rows as written (no cast to the definition: the suite judges the types)."""
+    if layer == "raw":
+        return pq.read_table(folder / lake.PART_FILE)
+    if not any(folder.glob("*.parquet")):
+        raise FileNotFoundError(f"no parquet part files in {folder}")
+    # Spark's _SUCCESS and .crc files are skipped by pyarrow's dataset discovery (prefixes "_" and ".")
+    return pq.read_table(folder)
+
+
+def _definitions_module(layer: Layer) -> str:
+    return "feature_repo.contract.schema" if layer == "raw" else "feature_repo.features.tables"
+
+
+def _url_path(url: str) -> Path:
+    parsed = urlparse(url)
+    return Path(unquote(parsed.path)) if parsed.scheme == "file" else Path(url)
+
+
+def _gate_failure(check: str, detail: str) -> FailedExpectation:
+    return FailedExpectation(expectation=check, column=None, kwargs={}, error=detail, source="gate")
+
+
+def _failure(result: ExpectationValidationResult, examples: int) -> FailedExpectation:
+    config = result.expectation_config
+    if config is None:  # Great Expectations always sets it on a suite's results
+        raise ValueError(f"a validation result without its expectation: {result}")
+    kwargs = {k: _plain(v) for k, v in config.kwargs.items() if k not in ("batch_id",)}
+    column = kwargs.get("column")
+    if column is None and "column_A" in kwargs:
+        column = f"{kwargs['column_A']}, {kwargs['column_B']}"
+    elif column is None and "column_list" in kwargs:
+        column = ", ".join(kwargs["column_list"])
+    details = result.result or {}
+    distinct: list[Any] = []
+    for value in details.get("partial_unexpected_list") or []:
+        value = _plain(value)
+        if value is not None and value not in distinct:
+            distinct.append(value)
+        if len(distinct) >= examples:
+            break
+    return FailedExpectation(
+        expectation=config.type,
+        column=column,
+        kwargs=kwargs,
+        observed=_plain(details.get("observed_value")),
+        unexpected_count=details.get("unexpected_count"),
+        unexpected_percent=_plain(details.get("unexpected_percent_total", details.get("unexpected_percent"))),
+        unexpected_values=distinct,
+        error=_error(result),
+        source=(config.meta or {}).get("source"),
+    )
+
+
+def _error(result: ExpectationValidationResult) -> str | None:
+    info = result.exception_info or {}
+    entries = info.values() if "raised_exception" not in info else [info]
+    for entry in entries:
+        if isinstance(entry, dict) and entry.get("raised_exception"):
+            message = str(entry.get("exception_message") or "exception")
+            return message.strip().splitlines()[0][:300]
+    return None
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-able copy: numpy scalars to Python, timestamps to ISO strings, NaN and NaT to None."""
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if value is pd.NaT:
+        return None
+    if isinstance(value, float):
+        return None if math.isnan(value) else value
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [_plain(v) for v in value]
+    if isinstance(value, dt.date | dt.datetime):
+        return value.isoformat()
+    if hasattr(value, "isoformat"):  # pandas Timestamp
+        return value.isoformat()
+    if hasattr(value, "item"):  # numpy scalar
+        return _plain(value.item())
+    return str(value)
+
+
+# --- CLI ---------------------------------------------------------------------------------------------------------
+
+
+def _date(_: click.Context, __: click.Parameter, value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
+
+
+@click.command("validate")
+@click.option("--layer", type=click.Choice(LAYERS), required=True, help="Which layer's partitions to validate.")
+@click.option("--date", "day", required=True, callback=_date, help="Partition date (YYYY-MM-DD).")
+@click.option("--table", "tables", multiple=True, help="Only this table (repeatable) [default: every table].")
+def validate_command(layer: Layer, day: dt.date, tables: tuple[str, ...]) -> None:
+    """Validate a layer's partitions of one date; quarantine failures and exit 1 with the reasons."""
+    try:
+        outcomes = validate_day(layer, day, list(tables) or None)
+    except ValidationFailed as err:
+        click.echo(str(err), err=True)
+        raise SystemExit(1) from None
+    except KeyError as err:
+        raise click.BadParameter(str(err.args[0]), param_hint="--table") from None
+    click.echo(f"{layer} {day.isoformat()}: {len(outcomes)} table(s) passed; data docs: {outcomes[0].data_docs}")

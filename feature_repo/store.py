@@ -1,0 +1,482 @@
+"""Feast behind one small module: everything else in Storefront ML reads and writes features through here.
+
+An upgrade of Feast touches this file (and the four definition modules beside it), nothing else.
+
+* ``feature_store()`` loads ``feature_store.yaml`` (embedded) or ``feature_store.production.yaml`` (production),
+  after exporting the ``${STOREFRONT_*}`` variables the yaml files and ``data_sources.py`` read, from
+  ``config.settings``.
+* ``apply()`` registers the definitions exactly as ``feast apply`` would (same parser, same ``.feastignore``).
+* ``materialize(start, end)`` loads an interval into the online store; running it twice changes nothing.
+* ``historical_features(entity_df, service)`` is the point-in-time join for training sets. Unlike Feast's file
+  offline store it returns every entity row exactly once, in order, with nulls where no feature row was valid.
+* ``online_features(service_or_refs, rows)`` reads the online store for serving.
+
+Timestamps come back tz-aware UTC in both profiles; integer features as pandas ``Int64`` (nullable), float
+features as ``float64`` (NaN when missing), string features as objects (None when missing).
+
+CLI (the same calls, outside Airflow)::
+
+    python -m feature_repo.store apply
+    python -m feature_repo.store materialize --start 2026-01-01 --end 2026-01-02
+
+The bare Feast CLI works too once the variables are exported (``python -m feature_repo.store env`` prints them):
+``eval "$(python -m feature_repo.store env)" && feast -c feature_repo apply`` (production:
+``feast -c feature_repo -f feature_repo/feature_store.production.yaml apply``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime as dt
+import io
+import logging
+import os
+import shlex
+import sys
+import threading
+import time
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow.dataset as pads
+from feast import FeatureService, FeatureStore, FeatureView, Project
+from feast.infra.offline_stores.dask import DaskOfflineStoreConfig
+from feast.infra.offline_stores.file_source import FileSource
+from feast.repo_contents import RepoContents
+from feast.repo_operations import apply_total_with_repo_instance, parse_repo
+from feast.types import FeastType, Float32, Float64, Int32, Int64
+
+from config.settings import Settings, get_settings
+from feature_repo.features.tables import EVENT_TIMESTAMP
+
+log = logging.getLogger(__name__)
+
+YAML_BY_PROFILE: dict[str, str] = {"embedded": "feature_store.yaml", "production": "feature_store.production.yaml"}
+DEFINITION_MODULES: tuple[str, ...] = ("entities", "data_sources", "feature_views", "feature_services")
+ROW_ID = "_storefront_row_id"  # ties Feast's output rows back to the caller's entity rows
+_SPARK_ALPHA_WARNING = r"The spark (offline store|data source API) is an experimental feature"
+
+_stores: dict[tuple[str, ...], FeatureStore] = {}
+_online_requests: dict[tuple[Any, ...], tuple[FeatureService | list[str], dict[str, FeastType]]] = {}
+_stores_lock = threading.Lock()
+
+
+# --- configuration ----------------------------------------------------------------------------------------------
+
+
+def feast_environment(settings: Settings | None = None) -> dict[str, str]:
+    """The ``STOREFRONT_*`` variables that the yaml files and ``data_sources.py`` read, from the settings."""
+    s = settings or get_settings()
+    return {
+        "STOREFRONT_PROFILE": s.profile,
+        "STOREFRONT_FEATURES_ROOT": str(s.features_root),
+        "STOREFRONT_FEAST_DATA": str(s.feast_data),
+        "STOREFRONT_REDIS_CONNECTION": s.redis_connection,
+        "STOREFRONT_FEAST_REGISTRY_URL": s.feast_registry_url,
+        "STOREFRONT_SPARK_MASTER": s.spark_master,
+        "STOREFRONT_SPARK_DRIVER_MEMORY": s.spark_driver_memory,
+    }
+
+
+def feature_store() -> FeatureStore:
+    """The Feast store of the current profile (one instance per configuration, so its registry cache is reused).
+
+    Exports the ``STOREFRONT_*`` variables first: Feast substitutes ``${VAR}`` in the yaml from the environment.
+    """
+    settings = get_settings()
+    env = feast_environment(settings)
+    os.environ.update(env)
+    repo_path = Path(settings.feast_repo_path).resolve()
+    yaml_file = repo_path / YAML_BY_PROFILE[settings.profile]
+    key = (str(yaml_file), *env.values())
+    with _stores_lock:
+        store = _stores.get(key)
+        if store is None:
+            if settings.profile == "embedded":
+                settings.feast_data.mkdir(parents=True, exist_ok=True)
+            else:
+                # Feast warns on every Spark call that its Spark store is alpha: we pin it and test it instead.
+                # Imported first: the module puts its own filter ("once", RuntimeWarning) in front when imported.
+                import feast.infra.offline_stores.contrib.spark_offline_store.spark  # noqa: F401
+
+                warnings.filterwarnings("ignore", message=_SPARK_ALPHA_WARNING, category=RuntimeWarning)
+            store = FeatureStore(repo_path=str(repo_path), fs_yaml_file=yaml_file)
+            _stores[key] = store
+            log.debug("Feast store %s (%s profile) from %s", store.project, settings.profile, yaml_file)
+    return store
+
+
+# --- registry ---------------------------------------------------------------------------------------------------
+
+
+def load_definitions(store: FeatureStore | None = None) -> RepoContents:
+    """Parse the Feast definitions of the repo folder with Feast's own parser (``.feastignore`` applies).
+
+    The definition modules are imported fresh each time: the profile and features root they read may have changed.
+    """
+    store = store or feature_store()
+    repo_path = Path(store.repo_path).resolve()
+    for name in DEFINITION_MODULES:
+        sys.modules.pop(name, None)
+    # Feast imports the files as top-level modules named by their path relative to the working directory
+    sys.path.insert(0, str(repo_path))
+    try:
+        with contextlib.chdir(repo_path):
+            repo = parse_repo(repo_path)
+    finally:
+        sys.path.remove(str(repo_path))
+    if not repo.projects:
+        repo.projects.append(Project(name=store.project, description=store.config.project_description or ""))
+    return repo
+
+
+def apply() -> list[str]:
+    """Register the definitions in the registry and create the online tables, as ``feast apply`` does.
+
+    Idempotent; objects removed from the definitions are removed from the registry.
+    Returns the applied objects as ``kind:name`` (``entity:customer``, ``feature_view:customer_history``, ...).
+    """
+    began = time.perf_counter()
+    store = feature_store()
+    repo = load_definitions(store)
+    with _feast_chatter_to_log():
+        apply_total_with_repo_instance(
+            store, store.project, store.registry, repo, skip_source_validation=False
+        )
+    applied = sorted(
+        [f"entity:{e.name}" for e in repo.entities if e.name != "__dummy"]
+        + [f"data_source:{d.name}" for d in repo.data_sources]
+        + [f"feature_view:{v.name}" for v in repo.feature_views]
+        + [f"feature_service:{s.name}" for s in repo.feature_services]
+    )
+    log.info("Feast apply (project %s): %d objects in %.1f s", store.project, len(applied), time.perf_counter() - began)
+    return applied
+
+
+# --- online store -----------------------------------------------------------------------------------------------
+
+
+def materialize(start: dt.datetime, end: dt.datetime) -> None:
+    """Load the feature rows with ``start <= event_timestamp <= end`` into the online store (online views only).
+
+    Per entity the latest row of the interval wins. Idempotent: the same interval twice writes the same values.
+    Naive datetimes are taken as UTC. Run intervals in date order: the SQLite store keeps the last write, so
+    re-materializing an older interval afterwards would put older values back (Redis keeps the newest).
+    """
+    start_utc, end_utc = _as_utc(start), _as_utc(end)
+    if start_utc > end_utc:
+        raise ValueError(f"materialize: start {start_utc} is after end {end_utc}")
+    began = time.perf_counter()
+    store = feature_store()
+    _ensure_spark_utc(store)
+    with _feast_chatter_to_log():
+        store.materialize(start_date=start_utc, end_date=end_utc)
+    log.info(
+        "Feast materialize [%s, %s] into %s in %.1f s",
+        start_utc.isoformat(), end_utc.isoformat(), store.config.online_store.type, time.perf_counter() - began,
+    )
+
+
+def materialize_days(days: Sequence[dt.date]) -> None:
+    """Materialize whole dates: from the first date's midnight to the last date's end (UTC), in one call."""
+    if not days:
+        raise ValueError("materialize_days: no dates given")
+    first, last = min(days), max(days)
+    start = dt.datetime.combine(first, dt.time.min, tzinfo=dt.UTC)
+    end = dt.datetime.combine(last, dt.time.max, tzinfo=dt.UTC)
+    materialize(start, end)
+
+
+def online_features(
+    feature_service_or_refs: str | Sequence[str],
+    entity_rows: Sequence[Mapping[str, Any]] | Mapping[str, Sequence[Any]],
+) -> pd.DataFrame:
+    """The latest online values for each entity row: join keys then features, one row per entity row, in order.
+
+    ``feature_service_or_refs`` is a feature service name (``"conversion_v1"``) or feature references
+    (``["customer_history:orders_total", ...]``). Unknown entities get nulls.
+    """
+    store = feature_store()
+    spec = (feature_service_or_refs,) if isinstance(feature_service_or_refs, str) else tuple(feature_service_or_refs)
+    # resolving names deserializes registry protos (milliseconds): keep the answer per registry snapshot
+    key = (id(store), getattr(store.registry, "cached_registry_proto_created", None), spec)
+    if key not in _online_requests:
+        if len(_online_requests) > 256:
+            _online_requests.clear()
+        _online_requests[key] = _resolve_online_request(store, spec)
+    features, dtypes = _online_requests[key]
+    columns = store.get_online_features(features=features, entity_rows=entity_rows).to_dict()
+    keys = [c for c in columns if c not in dtypes]
+    return _online_frame({name: columns[name] for name in (*keys, *dtypes)}, dtypes)
+
+
+# --- offline store ----------------------------------------------------------------------------------------------
+
+
+def historical_features(entity_df: pd.DataFrame, feature_service: str) -> pd.DataFrame:
+    """Point-in-time join of a feature service onto ``entity_df``; one output row per entity row, same order.
+
+    ``entity_df`` holds the service's join keys and ``event_timestamp`` (naive values are taken as UTC); other
+    columns (labels) pass through. Each entity row gets, per feature view, the row with the latest
+    ``event_timestamp <= its timestamp`` and within the view's TTL, or nulls when there is none. The output keeps
+    the caller's index and columns, with ``event_timestamp`` as tz-aware UTC, followed by the features.
+    """
+    began = time.perf_counter()
+    store = feature_store()
+    service = store.get_feature_service(feature_service, allow_cache=True)
+    views = {
+        p.name: store.get_feature_view(p.name, allow_registry_cache=True) for p in service.feature_view_projections
+    }
+    for p in service.feature_view_projections:
+        if p.name_alias or p.join_key_map:
+            raise NotImplementedError(f"{feature_service}: aliased projection {p.name_to_use()!r} is not supported")
+    dtypes = _feature_dtypes_of_service(service)
+    join_keys = list(dict.fromkeys(k for v in views.values() for k in _join_keys(v)))
+
+    missing = [c for c in (*join_keys, EVENT_TIMESTAMP) if c not in entity_df.columns]
+    if missing:
+        raise ValueError(f"historical_features({feature_service}): entity_df lacks columns {missing}")
+    clashes = [c for c in dtypes if c in entity_df.columns]
+    if clashes:
+        raise ValueError(f"historical_features({feature_service}): entity_df columns {clashes} are feature names")
+
+    out = entity_df.reset_index(drop=True)  # positional from here on: the caller's index may repeat
+    try:
+        out[EVENT_TIMESTAMP] = pd.to_datetime(out[EVENT_TIMESTAMP], utc=True)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"historical_features: {EVENT_TIMESTAMP} is not a timestamp column: {err}") from err
+    if out[EVENT_TIMESTAMP].isna().any():
+        raise ValueError(f"historical_features: {int(out[EVENT_TIMESTAMP].isna().sum())} rows have no timestamp")
+
+    calls: list[tuple[FeatureService | list[str], list[str], list[str], pd.DataFrame | None]]
+    if isinstance(store.config.offline_store, DaskOfflineStoreConfig):
+        # The file (Dask) store drops an entity row when one view has rows for its key but none inside the TTL,
+        # and the drop hides the other views' features too: ask it one view at a time. It also fails outright
+        # (Dask cannot sort the null timestamps of the left join) on a key with no row at all: send only the
+        # keys the view's table holds.
+        calls = [
+            ([f"{p.name}:{f.name}" for f in p.features], _join_keys(views[p.name]), [p.name],
+             _keys_in_file_source(store, views[p.name]))
+            for p in service.feature_view_projections
+        ]
+    else:
+        calls = [(service, join_keys, list(views), None)]
+
+    retrieved: dict[str, pd.Series] = {}
+    _ensure_spark_utc(store)
+    for call_features, keys, view_names, known_keys in calls:
+        retrieved.update(_retrieve(store, out, keys, known_keys, call_features, view_names, dtypes).items())
+    out = _with_dtypes(pd.concat([out, pd.DataFrame(retrieved)[list(dtypes)]], axis=1), dtypes)
+    out.index = entity_df.index
+    log.info("Feast historical_features(%s): %d entity rows in %.1f s", feature_service, len(out),
+             time.perf_counter() - began)
+    return out
+
+
+def _retrieve(
+    store: FeatureStore,
+    entities: pd.DataFrame,
+    keys: list[str],
+    known_keys: pd.DataFrame | None,
+    features: FeatureService | list[str],
+    view_names: list[str],
+    dtypes: Mapping[str, FeastType],
+) -> pd.DataFrame:
+    """One Feast retrieval for the unique (keys, timestamp) rows of ``entities``; mapped back onto every row.
+
+    Rows whose keys are null, or not among ``known_keys`` when given, cannot match and are not sent.
+    """
+    columns = [*keys, EVENT_TIMESTAMP]
+    group = entities.groupby(columns, dropna=False, sort=False).ngroup()
+    unique = entities.loc[~group.duplicated(), columns].assign(**{ROW_ID: group[~group.duplicated()].to_numpy()})
+    # a null key matches no feature row; it also breaks Spark's schema inference when a whole column is null
+    unique = unique[unique[keys].notna().all(axis=1)]
+    if known_keys is not None:
+        unique = unique.merge(known_keys, on=keys, how="inner")
+    unique = unique.reset_index(drop=True)
+    view_features = [c for c in _output_names(features) if c in dtypes]
+    if unique.empty:
+        result = pd.DataFrame({ROW_ID: pd.Series(dtype="int64"), **{c: pd.Series(dtype=object) for c in view_features}})
+    else:
+        result = store.get_historical_features(entity_df=unique, features=features).to_df()
+    if result[ROW_ID].duplicated().any():
+        raise RuntimeError(f"offline store returned duplicate rows for {view_names}")
+    found = pd.DataFrame({ROW_ID: group.to_numpy()}, index=entities.index)
+    found = found.merge(result[[ROW_ID, *view_features]], on=ROW_ID, how="left", validate="many_to_one")
+    found.index = entities.index
+
+    sent = int(group.isin(unique[ROW_ID]).sum())
+    dropped = sent - int(group.isin(result[ROW_ID]).sum())
+    empty = int(found[view_features].isna().all(axis=1).sum()) if view_features else 0
+    if empty:
+        log.info(
+            "historical_features %s: %d of %d entity rows have no feature row in the TTL (nulls): %d with an "
+            "unknown or null key, %d re-attached after the offline store left them out",
+            "+".join(view_names), empty, len(entities), len(entities) - sent, dropped,
+        )
+    return found[view_features]
+
+
+def _keys_in_file_source(store: FeatureStore, view: FeatureView) -> pd.DataFrame:
+    """The distinct join keys present in a FileSource's parquet folder (hive ``dt=`` partitions)."""
+    source = view.batch_source
+    if not isinstance(source, FileSource):
+        raise TypeError(f"feature view {view.name!r}: the file offline store needs a FileSource, not {source!r}")
+    path = FileSource.get_uri_for_file_path(store.repo_path, source.path)
+    keys = _join_keys(view)
+    # pyarrow skips Spark's _SUCCESS and .crc files (names starting with '_' or '.'), as Dask does
+    table = pads.dataset(path, format="parquet", partitioning="hive").to_table(columns=keys)
+    return table.to_pandas().drop_duplicates()
+
+
+def _output_names(features: FeatureService | list[str]) -> list[str]:
+    """The feature column names a retrieval of ``features`` returns (Feast's short names)."""
+    if isinstance(features, FeatureService):
+        return [f.name for p in features.feature_view_projections for f in p.features]
+    return [ref.split(":", 1)[1] for ref in features]
+
+
+def _join_keys(view: FeatureView) -> list[str]:
+    return [c.name for c in view.entity_columns]
+
+
+# --- types and time ---------------------------------------------------------------------------------------------
+
+
+def _feature_dtypes_of_service(service: FeatureService) -> dict[str, FeastType]:
+    dtypes: dict[str, FeastType] = {}
+    for p in service.feature_view_projections:
+        for f in p.features:
+            if f.name in dtypes:
+                raise ValueError(f"feature service {service.name!r}: feature name {f.name!r} appears twice")
+            dtypes[f.name] = f.dtype
+    return dtypes
+
+
+def _resolve_online_request(
+    store: FeatureStore, spec: tuple[str, ...]
+) -> tuple[FeatureService | list[str], dict[str, FeastType]]:
+    """What to ask Feast for (a service or references) and the Feast type of each feature it returns."""
+    if len(spec) == 1 and ":" not in spec[0]:
+        service = store.get_feature_service(spec[0], allow_cache=True)
+        offline_only = [
+            p.name for p in service.feature_view_projections
+            if not store.get_feature_view(p.name, allow_registry_cache=True).online
+        ]
+        if offline_only:
+            raise ValueError(
+                f"feature service {service.name!r} reads offline-only views {offline_only}: their features come "
+                f"with the request; ask for the online views' references instead"
+            )
+        return service, _feature_dtypes_of_service(service)
+    fields: dict[str, dict[str, FeastType]] = {}
+    dtypes: dict[str, FeastType] = {}
+    for ref in spec:
+        view_name, _, feature = ref.partition(":")
+        if view_name not in fields:
+            view = store.get_feature_view(view_name, allow_registry_cache=True)
+            fields[view_name] = {f.name: f.dtype for f in view.features}
+        if feature not in fields[view_name]:
+            raise KeyError(f"feature view {view_name!r} has no feature {feature!r}")
+        dtypes[feature] = fields[view_name][feature]
+    return list(spec), dtypes
+
+
+def _with_dtypes(df: pd.DataFrame, dtypes: Mapping[str, FeastType]) -> pd.DataFrame:
+    """The same pandas dtypes whichever store answered: Int64 (nullable), float64 and object for strings."""
+    for name, dtype in dtypes.items():
+        if name not in df.columns:
+            continue
+        if dtype in (Int64, Int32):
+            df[name] = pd.to_numeric(df[name]).astype("Int64")
+        elif dtype in (Float64, Float32):
+            df[name] = pd.to_numeric(df[name]).astype("float64")
+        else:
+            df[name] = df[name].astype(object).where(df[name].notna(), None)
+    return df
+
+
+def _online_frame(columns: Mapping[str, list[Any]], dtypes: Mapping[str, FeastType]) -> pd.DataFrame:
+    """An online response as a frame with the dtypes of ``_with_dtypes``, built column by column (fast path)."""
+    data: dict[str, Any] = {}
+    for name, values in columns.items():
+        dtype = dtypes.get(name)
+        if dtype in (Int64, Int32):
+            data[name] = pd.array(values, dtype="Int64")
+        elif dtype in (Float64, Float32):
+            data[name] = np.array([np.nan if v is None else v for v in values], dtype="float64")
+        else:
+            data[name] = pd.array(values, dtype=object)
+    return pd.DataFrame(data)
+
+
+def _as_utc(value: dt.datetime) -> dt.datetime:
+    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+
+
+@contextlib.contextmanager
+def _feast_chatter_to_log() -> Iterator[None]:
+    """Feast prints its progress on stdout; keep it in our log instead (one batch task at a time calls this)."""
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buffer):
+            yield
+    finally:
+        for line in buffer.getvalue().splitlines():
+            if line.strip():
+                log.debug("feast: %s", line.rstrip())
+
+
+def _ensure_spark_utc(store: FeatureStore) -> None:
+    """Make a Spark session that another task left active in this process compare timestamps in UTC too.
+
+    Feast's Spark store reuses the active session (its spark_conf only applies to a new one) and compares
+    timestamps with literal strings, which Spark reads in the session time zone.
+    """
+    if not isinstance(store.config.offline_store, DaskOfflineStoreConfig):
+        from pyspark.sql import SparkSession
+
+        active = SparkSession.getActiveSession()
+        if active is not None:
+            active.conf.set("spark.sql.session.timeZone", "UTC")
+
+
+# --- CLI --------------------------------------------------------------------------------------------------------
+
+
+def _date_or_datetime(text: str) -> dt.datetime:
+    return _as_utc(dt.datetime.fromisoformat(text))
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``apply``, ``materialize --start --end`` or ``env`` (the shell lines the bare ``feast`` CLI needs)."""
+    parser = argparse.ArgumentParser(prog="python -m feature_repo.store", description=__doc__.split("\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("apply", help="register the definitions (feast apply)")
+    mat = commands.add_parser("materialize", help="load [start, end] into the online store")
+    mat.add_argument("--start", type=_date_or_datetime, required=True, help="ISO date or datetime (UTC)")
+    mat.add_argument("--end", type=_date_or_datetime, required=True, help="ISO date or datetime (UTC), inclusive")
+    commands.add_parser("env", help="print the shell lines the bare feast CLI needs (eval them)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "apply":
+        for name in apply():
+            log.info("applied %s", name)
+    elif args.command == "materialize":
+        materialize(args.start, args.end)
+    else:
+        env = feast_environment()
+        lines = [f"export {k}={shlex.quote(v)}" for k, v in env.items()]
+        if env["STOREFRONT_PROFILE"] == "embedded":  # Feast's file registry creates one folder level only
+            lines.append(f"mkdir -p {shlex.quote(env['STOREFRONT_FEAST_DATA'])}")
+        sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

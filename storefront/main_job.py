@@ -1,0 +1,208 @@
+"""The main job on the embedded default: simulate a shop, then run the nightly pipeline through Airflow.
+
+1. simulate the shop (``demo`` scale by default) into the raw lake, with the checkout slowing down for the
+   last nights so the drift report has something to find;
+2. prepare Airflow's metadata database (SQLite) and parse the DAGs;
+3. the initial history load: one run of the features DAG that covers the training window before the first
+   night (``history_from``), so the first training set has the features of every session it holds;
+4. for each of the last ``nights`` dates: ``airflow dags test`` of the features DAG, then of the training DAG;
+5. a summary: what ran, how long each stage took (from Airflow's own task records), which model version is
+   champion and why (from the gate's record in MLflow), and where to look.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import resource
+import sqlite3
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from config import get_settings
+from config.models import get_models_config
+from simulator.shop import DriftSwitch, simulate
+from storefront.airflow_env import airflow_env, prepare_metadata_db, run_airflow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class StepTiming:
+    name: str
+    seconds: float
+    ok: bool
+    log_file: Path | None = None
+
+
+@dataclass
+class MainJobReport:
+    steps: list[StepTiming] = field(default_factory=list)
+    task_seconds: dict[str, list[float]] = field(default_factory=dict)
+    champion: dict | None = None
+    drift: dict | None = None
+    wall_seconds: float = 0.0
+    peak_rss_mb: float = 0.0
+
+
+def _timed(report: MainJobReport, name: str, fn, log_file: Path | None = None):
+    began = time.perf_counter()
+    ok = False
+    try:
+        result = fn()
+        ok = True
+        return result
+    finally:
+        seconds = time.perf_counter() - began
+        report.steps.append(StepTiming(name, seconds, ok, log_file))
+        log.info("%s %s in %.1f s%s", name, "done" if ok else "FAILED", seconds, f" (log: {log_file})" if log_file else "")
+
+
+def _task_durations(airflow_db: Path) -> dict[str, list[float]]:
+    """Seconds per task id over every successful task instance, from Airflow's metadata database."""
+    if not airflow_db.exists():
+        return {}
+    with sqlite3.connect(airflow_db) as db:
+        rows = db.execute(
+            "select dag_id, task_id, duration from task_instance where state = 'success' and duration is not null"
+        ).fetchall()
+    out: dict[str, list[float]] = {}
+    for dag_id, task_id, duration in rows:
+        out.setdefault(f"{dag_id}.{task_id}", []).append(float(duration))
+    return out
+
+
+def _champion_summary(model: str) -> dict | None:
+    from training.registry import champion, configure_mlflow
+
+    configure_mlflow()
+    version = champion(model)
+    if version is None:
+        return None
+    tags = dict(version.tags or {})
+    return {
+        "model": model,
+        "version": version.version,
+        "run_id": version.run_id,
+        "decision": tags.get("gate.decision"),
+        "reason": tags.get("gate.reason"),
+        "metric": tags.get("gate.metric"),
+        "score": tags.get("gate.challenger_score"),
+        "previous_champion_score": tags.get("gate.champion_score"),
+    }
+
+
+def _latest_drift(model: str, day: dt.date) -> dict | None:
+    summary = get_settings().reports / "drift" / model / f"dt={day.isoformat()}" / "summary.json"
+    if not summary.exists():
+        return None
+    record = json.loads(summary.read_text())
+    record["path"] = str(summary.parent)
+    return record
+
+
+def run_main_job(start: dt.date, end: dt.date, nights: int, scale: str, seed: int, fresh: bool) -> MainJobReport:
+    settings = get_settings()
+    began = time.perf_counter()
+    report = MainJobReport()
+    logs = settings.var_root / "logs" / "main_job"
+    first_night = end - dt.timedelta(days=nights - 1)
+    window = get_models_config().model("conversion").training_window_days
+    history_from = max(start, first_night - dt.timedelta(days=window))
+    if history_from == start:
+        log.warning("the simulated range starts inside the first training window: early nights train on less history")
+
+    if fresh or not (settings.raw_root / "_truth" / "truth.json").exists():
+        drift = (DriftSwitch("slow_checkout", end - dt.timedelta(days=2)),)
+        _timed(report, "simulate", lambda: simulate(start, end, settings.raw_root, seed=seed, scale=scale,
+                                                     drift=drift, overwrite=True))
+    env = airflow_env()
+    _timed(report, "airflow metadata database", lambda: prepare_metadata_db(env))
+
+    def features(day: dt.date, conf: dict) -> None:
+        log_file = logs / f"features_{day}.log"
+        _timed(report, f"features DAG {day}" + (f" (history from {conf['history_from']})" if "history_from" in conf
+                                                 else ""),
+               lambda: run_airflow(["dags", "test", "storefront_features", day.isoformat(), "-c", json.dumps(conf)],
+                                   env=env, log_file=log_file), log_file)
+
+    def training(day: dt.date) -> None:
+        log_file = logs / f"training_{day}.log"
+        _timed(report, f"training DAG {day}",
+               lambda: run_airflow(["dags", "test", "storefront_training", day.isoformat()], env=env,
+                                   log_file=log_file), log_file)
+
+    last_history_day = first_night - dt.timedelta(days=1)
+    if last_history_day >= history_from:
+        features(last_history_day, {"history_from": history_from.isoformat()})
+    for i in range(nights):
+        day = first_night + dt.timedelta(days=i)
+        features(day, {})
+        training(day)
+
+    report.task_seconds = _task_durations(settings.var_root / "airflow" / "airflow.db")
+    report.champion = _champion_summary("conversion")
+    report.drift = _latest_drift("conversion", end)
+    report.wall_seconds = time.perf_counter() - began
+    report.peak_rss_mb = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
+                             resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
+    return report
+
+
+def render_summary(report: MainJobReport) -> str:
+    settings = get_settings()
+    lines = ["", "== Storefront ML main job ==", ""]
+    lines.append(f"{'step':<58}{'seconds':>9}  result")
+    for step in report.steps:
+        lines.append(f"{step.name:<58}{step.seconds:>9.1f}  {'ok' if step.ok else 'FAILED'}")
+    if report.task_seconds:
+        lines += ["", f"{'Airflow task (all runs)':<58}{'runs':>5}{'mean s':>9}{'total s':>9}"]
+        for task, secs in sorted(report.task_seconds.items()):
+            lines.append(f"{task:<58}{len(secs):>5}{sum(secs) / len(secs):>9.1f}{sum(secs):>9.1f}")
+    lines.append("")
+    if report.champion:
+        c = report.champion
+        lines.append(f"champion: {c['model']} version {c['version']} (run {c['run_id']})")
+        lines.append(f"  why: {c['decision']}: {c['reason']} ({c['metric']} {c['score']}, "
+                     f"previous champion {c['previous_champion_score']})")
+    else:
+        lines.append("champion: none (no model passed the gate)")
+    if report.drift:
+        d = report.drift
+        drifted = ", ".join(col["column"] if isinstance(col, dict) else str(col) for col in d.get("drifted_columns", []))
+        lines.append(f"drift {d.get('day')}: share {d.get('drift_share')}, alert {d.get('alert')}; drifted: "
+                     f"{drifted or 'none'}")
+    lines += [
+        "",
+        f"wall time {report.wall_seconds:.1f} s; peak RSS of one process {report.peak_rss_mb:,.0f} MB",
+        "",
+        "where to look:",
+        f"  MLflow UI:   .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri} "
+        f"--default-artifact-root {settings.artifact_root}",
+        f"  drift:       {settings.reports / 'drift' / 'conversion'}",
+        f"  data docs:   {settings.reports / 'data_docs' / 'index.html'}",
+        f"  quarantine:  {settings.quarantine_root}",
+        f"  task logs:   {settings.var_root / 'logs' / 'main_job'} and {settings.var_root / 'airflow' / 'logs'}",
+    ]
+    return "\n".join(lines)
+
+
+@click.command("main-job")
+@click.option("--start", default="2026-01-01", help="First simulated day.")
+@click.option("--end", default="2026-04-30", help="Last simulated day = the last nightly run.")
+@click.option("--nights", default=7, show_default=True, help="Nightly runs at the end of the range.")
+@click.option("--scale", default=None, help="Shop size [default: $STOREFRONT_SCALE, demo].")
+@click.option("--seed", default=None, type=int, help="Seed [default: $STOREFRONT_SEED].")
+@click.option("--reuse-lake", is_flag=True, help="Keep a simulated lake that is already there.")
+def main_job_command(start: str, end: str, nights: int, scale: str | None, seed: int | None, reuse_lake: bool) -> None:
+    """Simulate a shop and run the nightly pipeline through Airflow for its last NIGHTS dates."""
+    settings = get_settings()
+    report = run_main_job(
+        dt.date.fromisoformat(start), dt.date.fromisoformat(end), nights, scale or settings.scale,
+        settings.seed if seed is None else seed, fresh=not reuse_lake,
+    )
+    click.echo(render_summary(report))

@@ -1,0 +1,71 @@
+"""Device selection: CPU here (no Gaudi, no GPU on the CI machine); an explicit device that is missing fails."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from config.settings import get_settings
+from training import devices
+
+
+@pytest.fixture(autouse=True)
+def _fresh_choice() -> Iterator[None]:
+    devices.clear_device_cache()
+    get_settings.cache_clear()
+    yield
+    devices.clear_device_cache()
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def cpu_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pretend neither Habana's bridge nor CUDA is there, whatever this machine has."""
+    monkeypatch.setattr(devices, "hpu_available", lambda: False)
+    monkeypatch.setattr(devices, "cuda_available", lambda: False)
+
+
+def test_auto_chooses_cpu_without_accelerators(cpu_only: None) -> None:
+    assert devices.select_device("auto") == torch.device("cpu")
+
+
+def test_default_preference_comes_from_settings(cpu_only: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STOREFRONT_DEVICE", "cpu")
+    assert devices.select_device() == torch.device("cpu")
+
+
+def test_this_machine_trains_on_what_it_has() -> None:
+    has_habana = importlib.util.find_spec("habana_frameworks") is not None
+    expected = "hpu" if has_habana else "cuda" if torch.cuda.is_available() else "cpu"
+    assert devices.select_device("auto").type == expected
+
+
+@pytest.mark.parametrize("kind", ["cuda", "hpu"])
+def test_unavailable_explicit_device_raises(cpu_only: None, kind: str) -> None:
+    with pytest.raises(devices.DeviceUnavailableError, match=f"'{kind}' was requested"):
+        devices.select_device(kind)
+
+
+def test_unknown_device_is_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown training device 'tpu'"):
+        devices.select_device("tpu")
+
+
+def test_available_accelerators_are_preferred_in_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(devices, "cuda_available", lambda: True)
+    monkeypatch.setattr(devices, "hpu_available", lambda: False)
+    assert devices.select_device("auto").type == "cuda"
+    devices.clear_device_cache()
+    monkeypatch.setattr(devices, "hpu_available", lambda: True)
+    assert devices.select_device("auto").type == "hpu"
+
+
+def test_choice_is_made_once(cpu_only: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    monkeypatch.setattr(devices, "cuda_available", lambda: calls.append(1) or False)
+    devices.select_device("auto")
+    devices.select_device("auto")
+    assert len(calls) == 1

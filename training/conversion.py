@@ -1,0 +1,401 @@
+"""Conversion model v1: P(session converts) from the session's performance KPIs, context and customer history.
+
+Input: a training set (parquet) as Feast's ``get_historical_features`` writes it for feature service
+``conversion_v1``: ``session_id``, ``customer_id``, ``event_timestamp`` (UTC), the label ``converted``, the
+``session_kpis`` features (device, channel, is_anonymous, 25 KPIs) and the ``customer_history`` features (null
+when the customer has no history, e.g. anonymous sessions).
+
+The split is by time inside the training window (the ``training_window_days`` days up to the run date):
+
+    [ train ............................ | validation | holdout (last holdout_days) ]
+
+The preprocessing is fitted on train only; a seeded search over the config's grid picks the candidate with the
+lowest validation loss (early stopping also watches validation); the holdout is touched once, for the metrics
+and the promotion gate. The model is logged as a pyfunc (``training/conversion_pyfunc.py``, models-from-code)
+and registered as a new version of ``conversion``; promotion is the gate's business, not this module's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import nn
+
+from config.models import DriftConfig, ModelConfig, ModelsConfig, get_models_config
+from config.settings import REPO_ROOT, get_settings
+from feature_repo.contract.schema import KPI_NAMES
+from feature_repo.features.tables import CUSTOMER_HISTORY, EVENT_TIMESTAMP, SESSION_KPIS
+from training import conversion_pyfunc, registry
+from training.conversion_pyfunc import ConversionMLP, ConversionPreprocessor, predict_proba, save_model_files
+from training.devices import select_device
+from training.metrics import binary_classification_metrics
+from training.trainer import FitResult, LoopConfig, TrainingData, expand_grid, fit
+
+logger = logging.getLogger(__name__)
+
+MODEL_NAME = "conversion"
+LABEL = "converted"
+PREDICTION = "p_convert"
+ID_COLUMNS = ("session_id", "customer_id", EVENT_TIMESTAMP)
+CATEGORICAL_COLUMNS = ("device", "channel")
+FLAG_COLUMNS = ("is_anonymous",)
+KPI_COLUMNS = KPI_NAMES
+HISTORY_COLUMNS = tuple(CUSTOMER_HISTORY.column_names)
+SESSION_FEATURES = tuple(c for c in SESSION_KPIS.column_names if c != "customer_id")
+FEATURE_COLUMNS = (*SESSION_FEATURES, *HISTORY_COLUMNS)  # what the pyfunc takes, in the training set's order
+NESTED_KEYS = ("hidden_sizes",)
+MODEL_KEYS = {
+    "hidden_sizes",
+    "learning_rate",
+    "weight_decay",
+    "dropout",
+    "batch_size",
+    "max_epochs",
+    "patience",
+    "seed",
+}
+
+
+@dataclass(frozen=True)
+class TimeSplit:
+    """Rows of the training window cut by event date (UTC); dates are inclusive."""
+
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    holdout: pd.DataFrame
+    window_start: dt.date
+    validation_start: dt.date
+    holdout_start: dt.date
+    window_end: dt.date
+
+    def describe(self) -> str:
+        return (
+            f"train {self.window_start}..{self.validation_start - dt.timedelta(days=1)} ({len(self.train)} rows), "
+            f"validation {self.validation_start}..{self.holdout_start - dt.timedelta(days=1)} "
+            f"({len(self.validation)}), holdout {self.holdout_start}..{self.window_end} ({len(self.holdout)})"
+        )
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One point of the search grid and how it did on validation."""
+
+    hyperparameters: dict[str, Any]
+    val_loss: float
+    best_epoch: int
+    epochs: int
+    seconds: float
+
+
+@dataclass
+class TrainingResult:
+    """What ``train_conversion`` logged and registered; small, so it can travel through XCom."""
+
+    run_id: str
+    model_name: str
+    model_version: str
+    model_uri: str  # models:/conversion/<version>
+    holdout_path: Path  # local copy of the holdout (also an artifact of the run: holdout_uri)
+    holdout_uri: str
+    reference_uri: str
+    metrics: dict[str, float]
+    hyperparameters: dict[str, Any]
+    device: str
+    seconds: float
+    candidates: list[Candidate] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "model_name": self.model_name,
+            "model_version": self.model_version,
+            "model_uri": self.model_uri,
+            "holdout_path": str(self.holdout_path),
+            "holdout_uri": self.holdout_uri,
+            "reference_uri": self.reference_uri,
+            "metrics": self.metrics,
+            "hyperparameters": self.hyperparameters,
+            "device": self.device,
+            "seconds": round(self.seconds, 2),
+        }
+
+
+# --- data ----------------------------------------------------------------------------------------------------------
+def read_training_set(path: Path) -> pd.DataFrame:
+    """Read a conversion training set (a parquet file or folder) and check its columns."""
+    frame = pd.read_parquet(path)
+    required = [*ID_COLUMNS, LABEL, *SESSION_FEATURES]
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise KeyError(f"training set {path} lacks column(s): {', '.join(missing)}")
+    for column in HISTORY_COLUMNS:  # a set built without history (or before the first history day) is allowed
+        if column not in frame.columns:
+            frame[column] = np.nan
+    for column in (*FLAG_COLUMNS, *KPI_COLUMNS, *HISTORY_COLUMNS):
+        # Feast hands integer features over as nullable Int64, which MLflow's schema enforcement refuses.
+        if isinstance(frame[column].dtype, pd.api.extensions.ExtensionDtype):
+            frame[column] = pd.to_numeric(frame[column]).astype("float64")
+    ts = pd.to_datetime(frame[EVENT_TIMESTAMP], utc=True)
+    frame[EVENT_TIMESTAMP] = ts
+    if frame[LABEL].isna().any():
+        raise ValueError(f"training set {path}: {int(frame[LABEL].isna().sum())} rows have no label")
+    frame[LABEL] = frame[LABEL].astype(bool)
+    return frame
+
+
+def split_by_time(
+    frame: pd.DataFrame, day: dt.date, window_days: int, holdout_days: int, validation_days: int
+) -> TimeSplit:
+    """Cut the ``window_days`` days up to ``day`` (inclusive) into train, validation and holdout by event date."""
+    if window_days <= holdout_days + validation_days:
+        raise ValueError(
+            f"a {window_days}-day window leaves no training days after {holdout_days} holdout and "
+            f"{validation_days} validation days"
+        )
+    window_start = day - dt.timedelta(days=window_days - 1)
+    holdout_start = day - dt.timedelta(days=holdout_days - 1)
+    validation_start = holdout_start - dt.timedelta(days=validation_days)
+    dates = frame[EVENT_TIMESTAMP].dt.date
+    in_window = (dates >= window_start) & (dates <= day)
+    ordered = frame.loc[in_window].sort_values([EVENT_TIMESTAMP, "session_id"], kind="stable")
+    odates = ordered[EVENT_TIMESTAMP].dt.date
+    split = TimeSplit(
+        train=ordered.loc[odates < validation_start].reset_index(drop=True),
+        validation=ordered.loc[(odates >= validation_start) & (odates < holdout_start)].reset_index(drop=True),
+        holdout=ordered.loc[odates >= holdout_start].reset_index(drop=True),
+        window_start=window_start,
+        validation_start=validation_start,
+        holdout_start=holdout_start,
+        window_end=day,
+    )
+    for part in ("train", "validation", "holdout"):
+        rows: pd.DataFrame = getattr(split, part)
+        if rows.empty:
+            raise ValueError(f"no {part} rows for {day} ({split.describe()}): does the training set cover the window?")
+        if rows[LABEL].nunique() < 2:
+            raise ValueError(f"the {part} rows for {day} hold one class only ({split.describe()})")
+    first = frame[EVENT_TIMESTAMP].min().date()
+    if first > window_start:
+        logger.warning(
+            "the training set starts on %s, after the window start %s: training on fewer days", first, window_start
+        )
+    return split
+
+
+# --- model ---------------------------------------------------------------------------------------------------------
+def fit_preprocessor(train: pd.DataFrame) -> ConversionPreprocessor:
+    return ConversionPreprocessor.fit(
+        train, list(KPI_COLUMNS), list(HISTORY_COLUMNS), list(FLAG_COLUMNS), list(CATEGORICAL_COLUMNS)
+    )
+
+
+def _tensors(preprocessor: ConversionPreprocessor, rows: pd.DataFrame) -> TrainingData:
+    x = torch.from_numpy(preprocessor.transform(rows))
+    y = torch.from_numpy(rows[LABEL].to_numpy(dtype=np.float32))
+    return TrainingData((x,), y)
+
+
+def _loop_config(hp: dict[str, Any]) -> LoopConfig:
+    return LoopConfig(
+        learning_rate=float(hp["learning_rate"]),
+        weight_decay=float(hp.get("weight_decay", 0.0)),
+        batch_size=int(hp["batch_size"]),
+        max_epochs=int(hp["max_epochs"]),
+        patience=int(hp["patience"]),
+        seed=int(hp["seed"]),
+    )
+
+
+def search(
+    grid: list[dict[str, Any]], train: TrainingData, validation: TrainingData, device: torch.device
+) -> tuple[dict[str, Any], FitResult, list[Candidate]]:
+    """Fit every grid point with the same seed; the lowest validation loss wins (the first one on a tie)."""
+    loss_fn = nn.BCEWithLogitsLoss()
+    n_features = train.inputs[0].shape[1]
+    best: tuple[dict[str, Any], FitResult] | None = None
+    candidates: list[Candidate] = []
+    for i, hp in enumerate(grid, start=1):
+        unknown = set(hp) - MODEL_KEYS
+        if unknown:
+            raise KeyError(f"unknown conversion hyperparameter(s) {sorted(unknown)}; known: {sorted(MODEL_KEYS)}")
+        sizes, dropout = [int(s) for s in hp["hidden_sizes"]], float(hp.get("dropout", 0.0))
+        result = fit(
+            lambda sizes=sizes, dropout=dropout: ConversionMLP(n_features, sizes, dropout),
+            train,
+            validation,
+            loss_fn,
+            _loop_config(hp),
+            device,
+            label=f"conversion[{i}/{len(grid)}]",
+        )
+        candidates.append(Candidate(hp, result.best_val_loss, result.best_epoch, len(result.history), result.seconds))
+        logger.info(
+            "candidate %d/%d %s: val loss %.5f at epoch %d", i, len(grid), hp, result.best_val_loss, result.best_epoch
+        )
+        if best is None or result.best_val_loss < best[1].best_val_loss:
+            best = (hp, result)
+    assert best is not None  # expand_grid never returns an empty grid
+    return best[0], best[1], candidates
+
+
+# --- the stage -----------------------------------------------------------------------------------------------------
+def train_conversion(
+    training_set: Path,
+    day: dt.date,
+    *,
+    models_config: ModelsConfig | None = None,
+    device: str | None = None,
+) -> TrainingResult:
+    """Train, evaluate on the holdout, log to MLflow and register a new version of ``conversion``.
+
+    Args:
+        training_set: parquet file (or folder) of the conversion training set.
+        day: the run date: the last day of the training window.
+        models_config: [default: ``config/models.yaml``]; tests pass a copy with fewer epochs.
+        device: ``auto``/``cpu``/``cuda``/``hpu`` [default: ``settings.device``].
+    """
+    started = time.perf_counter()
+    config = models_config or get_models_config()
+    model_cfg: ModelConfig = config.model(MODEL_NAME)
+    drift: DriftConfig = config.drift
+    torch_device = select_device(device)
+
+    frame = read_training_set(Path(training_set))
+    hyperparameters = dict(model_cfg.hyperparameters)
+    # Optional key that shapes the split, not the network (not searched over): 3 validation days for a 7-day holdout.
+    validation_days = int(hyperparameters.pop("validation_days", max(1, model_cfg.holdout_days // 2)))
+    split = split_by_time(frame, day, model_cfg.training_window_days, model_cfg.holdout_days, validation_days)
+    logger.info("conversion %s: %s", day, split.describe())
+
+    preprocessor = fit_preprocessor(split.train)
+    train, validation = _tensors(preprocessor, split.train), _tensors(preprocessor, split.validation)
+    grid = expand_grid(hyperparameters, nested=NESTED_KEYS)
+    chosen, result, candidates = search(grid, train, validation, torch_device)
+    module = result.model.to("cpu").eval()
+
+    holdout_p = predict_proba(module, preprocessor, split.holdout)
+    metrics = binary_classification_metrics(split.holdout[LABEL].to_numpy(), holdout_p)
+    logger.info("conversion %s holdout: %s", day, ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+
+    settings = get_settings()
+    seed = int(chosen["seed"])
+    reference = split.train.sample(n=min(drift.reference_sample_rows, len(split.train)), random_state=seed)
+    reference = reference.sort_index()
+    reference = reference[[EVENT_TIMESTAMP, *FEATURE_COLUMNS, LABEL]].assign(
+        **{PREDICTION: predict_proba(module, preprocessor, reference)}
+    )
+    holdout = split.holdout[[*ID_COLUMNS, LABEL, *FEATURE_COLUMNS]]
+
+    tags = {
+        "model": MODEL_NAME,
+        "feature_service": model_cfg.feature_service,
+        "data_interval_start": dt.datetime.combine(split.window_start, dt.time(), dt.UTC).isoformat(),
+        "data_interval_end": dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.UTC).isoformat(),
+        "run_date": day.isoformat(),
+        "git_commit": registry.git_commit(REPO_ROOT),
+        "device": str(torch_device),
+    }
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        registry.training_run(MODEL_NAME, f"{MODEL_NAME}-{day.isoformat()}", tags) as run,
+    ):
+        folder = Path(tmp)
+        run.log_params(
+            {
+                **{f"hp.{k}": v for k, v in chosen.items()},
+                "grid": model_cfg.hyperparameters,
+                "grid_size": len(grid),
+                "training_window_days": model_cfg.training_window_days,
+                "holdout_days": model_cfg.holdout_days,
+                "validation_days": validation_days,
+                "rows_train": len(split.train),
+                "rows_validation": len(split.validation),
+                "rows_holdout": len(split.holdout),
+                "best_epoch": result.best_epoch,
+                "n_features": len(preprocessor.feature_names),
+                "training_set": str(training_set),
+            }
+        )
+        run.log_metrics(metrics)
+        run.log_metrics({"val_loss": result.best_val_loss})
+        for record in result.history:
+            run.log_metrics(
+                {"epoch_train_loss": record.train_loss, "epoch_val_loss": record.val_loss}, step=record.epoch
+            )
+        run.log_dict({"candidates": [asdict(c) for c in candidates]}, "search/candidates.json")
+
+        holdout_file = folder / "holdout.parquet"
+        holdout.to_parquet(holdout_file, index=False, coerce_timestamps="us", allow_truncated_timestamps=True)
+        holdout_uri = run.log_artifact(holdout_file, "holdout")
+        reference_file = folder / "reference_sample.parquet"
+        reference.to_parquet(reference_file, index=False, coerce_timestamps="us", allow_truncated_timestamps=True)
+        reference_uri = run.log_artifact(reference_file, "reference")
+
+        artifacts = save_model_files(
+            folder / "model",
+            preprocessor,
+            module,
+            [int(s) for s in chosen["hidden_sizes"]],
+            float(chosen.get("dropout", 0.0)),
+        )
+        logged = run.log_pyfunc_model(
+            name="model",
+            python_model=Path(conversion_pyfunc.__file__),
+            artifacts=artifacts,
+            signature=registry.tabular_signature(
+                string_columns=list(CATEGORICAL_COLUMNS),
+                numeric_columns=[*FLAG_COLUMNS, *KPI_COLUMNS, *HISTORY_COLUMNS],
+                optional_columns=list(HISTORY_COLUMNS),
+                output_name=PREDICTION,
+            ),
+            pip_requirements=[registry.pinned_requirement(p) for p in ("torch", "pandas", "numpy")],
+            registered_model_name=MODEL_NAME,
+            input_example=holdout[list(FEATURE_COLUMNS)].head(3),
+            tags={
+                "feature_service": model_cfg.feature_service,
+                "run_date": day.isoformat(),
+                "holdout_roc_auc": f"{metrics['roc_auc']:.6f}",
+            },
+        )
+        run_id = run.run_id
+
+    # Keyed by run as well as date: a rerun (or a second challenger) must not overwrite a holdout a gate may read.
+    local_holdout = settings.var_root / "training" / MODEL_NAME / f"dt={day.isoformat()}" / run_id / "holdout.parquet"
+    local_holdout.parent.mkdir(parents=True, exist_ok=True)
+    holdout.to_parquet(local_holdout, index=False, coerce_timestamps="us", allow_truncated_timestamps=True)
+    seconds = time.perf_counter() - started
+    assert logged.version is not None
+    logger.info("conversion %s: run %s, %s v%s, %.1f s", day, run_id, MODEL_NAME, logged.version, seconds)
+    return TrainingResult(
+        run_id=run_id,
+        model_name=MODEL_NAME,
+        model_version=logged.version,
+        model_uri=logged.registry_uri,
+        holdout_path=local_holdout,
+        holdout_uri=holdout_uri,
+        reference_uri=reference_uri,
+        metrics=metrics,
+        hyperparameters=chosen,
+        device=str(torch_device),
+        seconds=seconds,
+        candidates=candidates,
+    )
+
+
+def read_holdout(path: Path) -> pd.DataFrame:
+    """A holdout written by :func:`train_conversion` (the gate scores challenger and champion on it)."""
+    return pd.read_parquet(path)
+
+
+def describe(result: TrainingResult) -> str:
+    return json.dumps(result.to_dict(), indent=2, sort_keys=True, default=str)
