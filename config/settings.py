@@ -55,8 +55,11 @@ class Settings(BaseSettings):
     # --- pipeline --------------------------------------------------------------------------------------------------
     pipeline_start_date: dt.date = Field(dt.date(2026, 1, 1), description="First date the daily DAGs schedule")
     pipeline_end_date: dt.date | None = Field(None, description="Last date the daily DAGs schedule (none: open)")
+    task_retries: int = Field(2, ge=0, description="Retries of every DAG task (tests set 0)")
     models_config: Path = Field(REPO_ROOT / "config" / "models.yaml", description="Hyperparameters, gates, drift")
-    device: Literal["auto", "cpu", "cuda", "hpu"] = Field("auto", description="Training device; auto picks hpu>cuda>cpu")
+    device: Literal["auto", "cpu", "cuda", "hpu"] = Field(
+        "auto", description="Training device; auto picks hpu, then cuda, then cpu"
+    )
 
     @field_validator("var_root", "lake_root", "reports_root", "mlflow_artifact_root", mode="after")
     @classmethod

@@ -20,11 +20,11 @@ from storefront_airflow.callbacks import notify_on_call
 from storefront_airflow.models import TRAINED_MODELS
 from storefront_airflow.routing import training_queue
 from storefront_airflow.run_dates import run_date
-from storefront_airflow.schedule import end_date, start_date
+from storefront_airflow.schedule import end_date, start_date, task_retries
 
 DEFAULT_ARGS = {
     "owner": "storefront-ml",
-    "retries": 1,
+    "retries": task_retries(),
     "retry_delay": dt.timedelta(minutes=5),
     "on_failure_callback": notify_on_call,
 }

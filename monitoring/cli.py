@@ -7,12 +7,7 @@ from pathlib import Path
 
 import click
 
-
-def _date(_: click.Context, __: click.Parameter, value: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
+from config.cli_options import ISO_DATE
 
 
 @click.command("drift-report")
@@ -28,7 +23,7 @@ def _date(_: click.Context, __: click.Parameter, value: str) -> dt.date:
     type=click.Path(exists=True, path_type=Path),
     help="The date's features: a parquet file or a folder (e.g. <lake>/features/session_kpis/dt=DATE).",
 )
-@click.option("--date", "day", required=True, callback=_date, help="The date the report is about (YYYY-MM-DD).")
+@click.option("--date", "day", required=True, type=ISO_DATE, help="The date the report is about (YYYY-MM-DD).")
 @click.option("--model", required=True, help="The model whose inputs these are (names the report folder).")
 @click.option(
     "--out",

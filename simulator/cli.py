@@ -9,17 +9,9 @@ from pathlib import Path
 import click
 
 from config import get_settings
+from config.cli_options import ISO_DATE
 from simulator.scales import SCALES
 from simulator.shop import DriftSwitch, simulate, summary_json
-
-
-def _date(_: click.Context, __: click.Parameter, value: str | None) -> dt.date | None:
-    if value is None:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
 
 
 def _drift(_: click.Context, __: click.Parameter, values: tuple[str, ...]) -> tuple[DriftSwitch, ...]:
@@ -30,8 +22,8 @@ def _drift(_: click.Context, __: click.Parameter, values: tuple[str, ...]) -> tu
 
 
 @click.command("simulate")
-@click.option("--start", required=True, callback=_date, help="First simulated day (YYYY-MM-DD).")
-@click.option("--end", required=True, callback=_date, help="Last simulated day, inclusive.")
+@click.option("--start", required=True, type=ISO_DATE, help="First simulated day (YYYY-MM-DD).")
+@click.option("--end", required=True, type=ISO_DATE, help="Last simulated day, inclusive.")
 @click.option(
     "--out",
     type=click.Path(path_type=Path),

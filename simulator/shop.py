@@ -446,7 +446,9 @@ class Shop:
         discount = np.round(pct * unit_price * quantity, 2)
         first_line = np.r_[True, sess[1:] != sess[:-1]]
         free_ship = np.array([w.COUPONS[c][0] == "free_shipping" for c in COUPON_IDS])[coupon]
-        discount = discount + np.where(free_ship & first_line, w.SHIPPING_FEE, 0.0)
+        # free shipping is worth the fee to the customer, but a line never gets more off than it costs
+        shipping = np.where(free_ship & first_line, w.SHIPPING_FEE, 0.0)
+        discount = discount + np.minimum(shipping, np.round(unit_price * quantity - discount, 2))
         promotion = np.where(has_coupon, np.array(COUPON_IDS, dtype=object)[coupon], None)
         for offer in np.unique(st.coupon_offer[ci[has_coupon]]):
             self.offers.redeemed[offer] = True

@@ -17,6 +17,7 @@ import json
 import logging
 import resource
 import sqlite3
+import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,7 +60,8 @@ def _timed(report: MainJobReport, name: str, fn, log_file: Path | None = None):
     finally:
         seconds = time.perf_counter() - began
         report.steps.append(StepTiming(name, seconds, ok, log_file))
-        log.info("%s %s in %.1f s%s", name, "done" if ok else "FAILED", seconds, f" (log: {log_file})" if log_file else "")
+        where = f" (log: {log_file})" if log_file else ""
+        log.info("%s %s in %.1f s%s", name, "done" if ok else "FAILED", seconds, where)
 
 
 def _task_durations(airflow_db: Path) -> dict[str, list[float]]:
@@ -105,10 +107,12 @@ def _latest_drift(model: str, day: dt.date) -> dict | None:
     return record
 
 
-def run_main_job(start: dt.date, end: dt.date, nights: int, scale: str, seed: int, fresh: bool) -> MainJobReport:
+def run_main_job(
+    report: MainJobReport, start: dt.date, end: dt.date, nights: int, scale: str, seed: int, fresh: bool
+) -> MainJobReport:
+    """Run every step, recording each in ``report`` as it finishes (so a failure still leaves a summary)."""
     settings = get_settings()
     began = time.perf_counter()
-    report = MainJobReport()
     logs = settings.var_root / "logs" / "main_job"
     first_night = end - dt.timedelta(days=nights - 1)
     window = get_models_config().model("conversion").training_window_days
@@ -144,13 +148,16 @@ def run_main_job(start: dt.date, end: dt.date, nights: int, scale: str, seed: in
         features(day, {})
         training(day)
 
-    report.task_seconds = _task_durations(settings.var_root / "airflow" / "airflow.db")
     report.champion = _champion_summary("conversion")
     report.drift = _latest_drift("conversion", end)
     report.wall_seconds = time.perf_counter() - began
+    return report
+
+
+def _finish(report: MainJobReport) -> None:
+    report.task_seconds = _task_durations(get_settings().var_root / "airflow" / "airflow.db")
     report.peak_rss_mb = max(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
                              resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) / 1024
-    return report
 
 
 def render_summary(report: MainJobReport) -> str:
@@ -173,7 +180,7 @@ def render_summary(report: MainJobReport) -> str:
         lines.append("champion: none (no model passed the gate)")
     if report.drift:
         d = report.drift
-        drifted = ", ".join(col["column"] if isinstance(col, dict) else str(col) for col in d.get("drifted_columns", []))
+        drifted = ", ".join(str(c.get("column", c)) if isinstance(c, dict) else str(c) for c in d["drifted_columns"])
         lines.append(f"drift {d.get('day')}: share {d.get('drift_share')}, alert {d.get('alert')}; drifted: "
                      f"{drifted or 'none'}")
     lines += [
@@ -201,8 +208,18 @@ def render_summary(report: MainJobReport) -> str:
 def main_job_command(start: str, end: str, nights: int, scale: str | None, seed: int | None, reuse_lake: bool) -> None:
     """Simulate a shop and run the nightly pipeline through Airflow for its last NIGHTS dates."""
     settings = get_settings()
-    report = run_main_job(
-        dt.date.fromisoformat(start), dt.date.fromisoformat(end), nights, scale or settings.scale,
-        settings.seed if seed is None else seed, fresh=not reuse_lake,
-    )
+    report = MainJobReport()
+    try:
+        run_main_job(
+            report, dt.date.fromisoformat(start), dt.date.fromisoformat(end), nights, scale or settings.scale,
+            settings.seed if seed is None else seed, fresh=not reuse_lake,
+        )
+    except subprocess.CalledProcessError:
+        _finish(report)
+        click.echo(render_summary(report))
+        failed = report.steps[-1]
+        tail = failed.log_file.read_text().splitlines()[-40:] if failed.log_file and failed.log_file.exists() else []
+        click.echo("\n".join(["", f"FAILED: {failed.name}; last lines of {failed.log_file}:", *tail]), err=True)
+        raise click.ClickException(f"{failed.name} failed; full log: {failed.log_file}") from None
+    _finish(report)
     click.echo(render_summary(report))

@@ -12,16 +12,13 @@ from pathlib import Path
 
 import click
 
+from config.cli_options import ISO_DATE
+
 logger = logging.getLogger(__name__)
 
 MODELS = ("conversion",)
 
 
-def _date(_: click.Context, __: click.Parameter, value: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
 
 
 @click.command("train")
@@ -32,7 +29,7 @@ def _date(_: click.Context, __: click.Parameter, value: str) -> dt.date:
     required=True,
     help="Parquet file (or folder) of the model's training set.",
 )
-@click.option("--date", "day", required=True, callback=_date, help="Run date: the last day of the training window.")
+@click.option("--date", "day", required=True, type=ISO_DATE, help="Run date: the last day of the training window.")
 @click.option(
     "--device",
     type=click.Choice(["auto", "cpu", "cuda", "hpu"]),

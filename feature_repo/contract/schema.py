@@ -276,7 +276,10 @@ ORDERS = Table(
         Column("product_id", "string", "Product bought.", pattern=_ID),
         Column("quantity", "int64", "Units bought.", unit="count", min=1),
         Column("unit_price_paid", "float64", "Price per unit before the line discount.", unit="EUR", min=0.01),
-        Column("discount", "float64", "Discount on the whole line (coupon value, free shipping).", unit="EUR", min=0.0),
+        Column(
+            "discount", "float64", "Discount on the whole line (coupon, free shipping), at most the line's value.",
+            unit="EUR", min=0.0,
+        ),
         Column("promotion_id", "string", "Promotion redeemed on this line, else null.", nullable=True, pattern=_ID),
     ),
     key=("order_id", "product_id"),

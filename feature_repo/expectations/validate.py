@@ -37,6 +37,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from config.cli_options import ISO_DATE
 from config.settings import Settings, get_settings
 from feature_repo.contract import lake
 from feature_repo.expectations.config import (
@@ -187,21 +188,7 @@ def validate_day(
     Returns the outcomes when every partition passed. Otherwise each failed partition that exists is moved to
     the quarantine with its ``reasons.json`` and :class:`ValidationFailed` is raised with every outcome.
     """
-    settings, config = settings or get_settings(), config or get_validation_config()
-    names = dataset_names(layer) if tables is None else list(dict.fromkeys(tables))
-    for name in names:
-        dataset(layer, name)  # unknown names fail before anything runs
-    gate = _Gate(settings, config)
-    outcomes = gate.with_data_docs([gate.validate(layer, name, day) for name in names])
-    final = []
-    for outcome in outcomes:
-        if not outcome.success and not outcome.missing:
-            outcome = replace(outcome, quarantined_to=quarantine(outcome, settings))
-        logger.log(logging.INFO if outcome.success else logging.WARNING, "%s", outcome.summary())
-        final.append(outcome)
-    if any(not o.success for o in final):
-        raise ValidationFailed(layer, day, final)
-    return final
+    return validate_days(layer, [day], tables, settings=settings, config=config)
 
 
 def validate_days(
@@ -212,18 +199,17 @@ def validate_days(
     settings: Settings | None = None,
     config: ValidationConfig | None = None,
 ) -> list[ValidationOutcome]:
-    """``validate_day`` over several dates with one GE context and one data docs build (history loads).
+    """:func:`validate_day` over several dates with one GE context and one data docs build (history loads).
 
-    Every date is validated before anything is raised, so one failing date does not hide another's problems;
-    failed partitions are quarantined and :class:`ValidationFailed` names them all.
+    Every date is validated before anything is raised, so one failing date does not hide another's problems.
     """
     days = list(days)
-    if len(days) == 1:
-        return validate_day(layer, days[0], tables, settings=settings, config=config)
+    if not days:
+        raise ValueError("validate_days: no dates given")
     settings, config = settings or get_settings(), config or get_validation_config()
     names = dataset_names(layer) if tables is None else list(dict.fromkeys(tables))
     for name in names:
-        dataset(layer, name)
+        dataset(layer, name)  # unknown names fail before anything runs
     gate = _Gate(settings, config)
     outcomes = gate.with_data_docs([gate.validate(layer, name, day) for day in days for name in names])
     final = []
@@ -234,7 +220,7 @@ def validate_days(
         final.append(outcome)
     failed = [o for o in final if not o.success]
     if failed:
-        raise ValidationFailed(layer, failed[0].day, failed)
+        raise ValidationFailed(layer, failed[0].day, final)
     return final
 
 
@@ -296,7 +282,7 @@ class _Gate:
         self.context = _context(settings, config)
         self.source = self.context.data_sources.add_pandas("storefront_lake")
         self.run_time = dt.datetime.now(dt.UTC)
-        self._results: dict[str, Any] = {}  # suite name -> identifier of this run's validation result
+        self._results: dict[tuple[str, dt.date], Any] = {}  # (suite, date) -> identifier of its validation result
         self._checkpoints: dict[str, Any] = {}
 
     def validate(self, layer: Layer, table: str, day: dt.date) -> ValidationOutcome:
@@ -314,7 +300,7 @@ class _Gate:
             return replace(base, failed=(failure,), seconds=time.perf_counter() - started)
         result, identifier = self._run_suite(ds, day, data)
         failed = tuple(_failure(r, self.config.unexpected_examples) for r in result.results if not r.success)
-        self._results[ds.suite_name] = identifier
+        self._results[(ds.suite_name, day)] = identifier
         return replace(
             base,
             success=bool(result.success) and not failed,
@@ -374,7 +360,7 @@ class _Gate:
 
         index: Path | None = None
         if self._results:
-            suites = [ExpectationSuiteIdentifier(name=name) for name in self._results]
+            suites = [ExpectationSuiteIdentifier(name=name) for name in dict.fromkeys(n for n, _ in self._results)]
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
@@ -389,8 +375,8 @@ class _Gate:
         done = []
         for outcome in outcomes:
             page = None
-            if index is not None and outcome.suite in self._results:
-                page = self._page(self._results[outcome.suite])
+            if index is not None and (outcome.suite, outcome.day) in self._results:
+                page = self._page(self._results[(outcome.suite, outcome.day)])
             done.append(replace(outcome, data_docs=index, data_docs_page=page))
         return done
 
@@ -532,16 +518,11 @@ def _plain(value: Any) -> Any:
 # --- CLI ---------------------------------------------------------------------------------------------------------
 
 
-def _date(_: click.Context, __: click.Parameter, value: str) -> dt.date:
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        raise click.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)") from None
 
 
 @click.command("validate")
 @click.option("--layer", type=click.Choice(LAYERS), required=True, help="Which layer's partitions to validate.")
-@click.option("--date", "day", required=True, callback=_date, help="Partition date (YYYY-MM-DD).")
+@click.option("--date", "day", required=True, type=ISO_DATE, help="Partition date (YYYY-MM-DD).")
 @click.option("--table", "tables", multiple=True, help="Only this table (repeatable) [default: every table].")
 def validate_command(layer: Layer, day: dt.date, tables: tuple[str, ...]) -> None:
     """Validate a layer's partitions of one date; quarantine failures and exit 1 with the reasons."""

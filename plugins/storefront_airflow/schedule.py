@@ -25,3 +25,9 @@ def end_date() -> pendulum.DateTime | None:
 
     end = get_settings().pipeline_end_date
     return None if end is None else _midnight(end)
+
+
+def task_retries() -> int:
+    from config import get_settings
+
+    return get_settings().task_retries

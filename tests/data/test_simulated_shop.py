@@ -113,7 +113,9 @@ def test_orders_match_purchased_impressions_and_session_outcomes(tiny_lake: Path
     assert len(orders) > 50
     converted = set(sessions.index[sessions.converted])
     assert converted == set(orders.session_id)
-    paid = (orders.unit_price_paid * orders.quantity - orders.discount).groupby(orders.session_id).sum()
+    line_total = orders.unit_price_paid * orders.quantity - orders.discount
+    assert (line_total >= -1e-9).all(), "a discount larger than its line"
+    paid = line_total.groupby(orders.session_id).sum()
     np.testing.assert_allclose(sessions.loc[paid.index, "revenue"], paid.round(2), atol=0.011)
     assert (sessions.loc[~sessions.converted, "revenue"] == 0).all()
 
