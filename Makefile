@@ -19,7 +19,7 @@ $(VENV)/.installed: pyproject.toml $(CONSTRAINTS)
 
 install: $(VENV)/.installed ## Create .venv with the pinned dependencies (idempotent)
 
-test: install ## Run every test (unit, data); tests that need ../shared skip without it
+test: install ## Run every test (unit, data, model, dags, integration); service tests skip without the services
 	$(PY) -m pytest
 
 lint: install ## Lint with ruff
@@ -28,10 +28,11 @@ lint: install ## Lint with ruff
 docs: install ## Regenerate docs/data_dictionary.md from the contract
 	$(VENV)/bin/storefront data-dictionary
 
-simulate: install ## Simulate the demo shop into var/lake/raw (START, END, SCALE=demo)
+simulate: install ## Only simulate the shop into var/lake/raw (START, END, SCALE=demo)
 	$(VENV)/bin/storefront simulate --scale $(or $(SCALE),demo) --start $(START) --end $(END) --overwrite
 
-demo: simulate ## The main job (for now: the demo shop; the nightly pipeline lands in issue 3)
+demo: install ## The main job: simulate the demo shop, a week of nightly runs through Airflow, a summary
+	$(VENV)/bin/storefront main-job --start $(START) --end $(END) --nights $(or $(NIGHTS),7)
 
 bench: install ## Simulator throughput and peak memory at demo and large scale
 	$(PY) benchmarks/simulator_throughput.py
