@@ -4,8 +4,9 @@
 Scheduled on the `storefront_daily_features` asset: runs for the date the features DAG just published (or the
 `date` param). For each model: build its training set from Feast (point-in-time correct), train a challenger on
 the accelerator the routing picks, register it in MLflow, and move the `champion` alias only if the gate passes
-on the same holdout (every decision is recorded in MLflow). Then write the drift report of the date's features
-against the champion's training reference (Evidently; HTML for people, JSON for machines).
+on the same holdout (every decision is recorded in MLflow). Then the champion scores the date's sessions (the
+scores partition), and the drift report compares the date's features with the champion's training reference
+(Evidently; HTML for people, JSON for machines).
 
 Logic lives in `training` and `monitoring`; this file only wires it.
 """
@@ -72,12 +73,19 @@ def storefront_training():
                 return gate(model, challenger)
 
             @task
+            def score_sessions(day: str, decision: dict) -> str | None:
+                from training.pipeline import score_sessions as score
+
+                return score(model, dt.date.fromisoformat(day))
+
+            @task
             def drift_report(day: str, decision: dict) -> dict:
                 from training.pipeline import drift_report as report
 
                 return report(model, dt.date.fromisoformat(day))
 
             decision = gate_and_promote(train_challenger(day, build_training_set(day)))
+            score_sessions(day, decision)
             drift_report(day, decision)
 
         train_and_gate(day)

@@ -25,6 +25,7 @@ class ModelStages:
 
     build_training_set: Callable[[dt.date], Path]
     train: Callable[[Path, dt.date], Any]  # returns an object with to_dict(), holdout_path and model_version
+    score_day: Callable[[dt.date], Path | None]  # the champion scores the date's entities
     label: str
     drift_feature_table: str  # the offline feature table whose date partition is compared with the reference
 
@@ -32,8 +33,9 @@ class ModelStages:
 def _conversion() -> ModelStages:
     from training.conversion import train_conversion
     from training.datasets import build_conversion_training_set
+    from training.scoring import score_conversion_day
 
-    return ModelStages(build_conversion_training_set, train_conversion, label="converted",
+    return ModelStages(build_conversion_training_set, train_conversion, score_conversion_day, label="converted",
                        drift_feature_table="session_kpis")
 
 
@@ -68,6 +70,12 @@ def gate_and_promote(model: str, challenger: dict[str, Any]) -> dict[str, Any]:
     decision = promote_if_better(model, str(challenger["model_version"]), holdout, gate, label=stages(model).label)
     log.info("gate %s v%s: %s (%s)", model, challenger["model_version"], decision.decision, decision.reason)
     return decision.to_dict()
+
+
+def score_sessions(model: str, day: dt.date) -> str | None:
+    """Score the date's entities with the champion (after the gate, so a new champion scores its first day)."""
+    path = stages(model).score_day(day)
+    return None if path is None else str(path)
 
 
 def drift_report(model: str, day: dt.date) -> dict[str, Any]:
