@@ -1,0 +1,762 @@
+"""The conversion MLP on real sessions: UCI Online Shoppers Purchasing Intention, next to LightGBM on the same split.
+
+Both models see one fixed stratified split (70/15/15 train/validation/test, seed 7). Each runs a small seeded
+search whose candidates are judged by validation log loss; the test rows are scored once, at the end. The MLP is
+the conversion model's network and preprocessing (``training.conversion_pyfunc``) trained by the shared loop
+(``training.trainer.fit``); the chosen configuration is retrained with a few more seeds and the probabilities are
+averaged. Printed: ROC-AUC, PR-AUC, log loss, Brier, ECE, base rate, accuracy beside majority accuracy, training
+time and throughput, CPU batch-inference rows/s, and per model the KPI impact ranking (``training.kpi_impact``) on
+the test sessions, whose reports are written under ``<reports>/benchmarks/conversion_uci/kpi_impact_<model>/``.
+
+    python benchmarks/conversion_uci.py                        # device auto, 1 CPU thread per model
+    python benchmarks/conversion_uci.py --device cpu --threads 2
+    python benchmarks/conversion_uci.py --repeat-splits 5      # also the protocol on 5 other splits (variance)
+
+Targets (issue 4): MLP test ROC-AUC >= 0.93 and within 0.01 of LightGBM's.
+
+Class imbalance (15.5% positive): the split is stratified so every part has the base rate; the search tries the
+positive-class weight 1 and sqrt(negatives / positives) in the loss, and a weighted model's logit is shifted by
+-ln(weight) (the prior correction) so that its probabilities stay calibrated; models are compared by log loss,
+PR-AUC and accuracy beside always-"no", never by accuracy alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import logging
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import log_loss
+from sklearn.model_selection import train_test_split
+
+from config.settings import REPO_ROOT, get_settings
+from training.conversion_pyfunc import ConversionMLP, ConversionPreprocessor
+from training.devices import select_device
+from training.metrics import binary_classification_metrics
+from training.trainer import LoopConfig, TrainingData, expand_grid, fit
+
+logger = logging.getLogger(__name__)
+
+DATA_FILE = REPO_ROOT.parent / "shared" / "data" / "uci_online_shoppers_intention" / "online_shoppers_intention.csv"
+LABEL = "Revenue"
+# Page counts and durations (seconds; the file keeps -1 in 33 duration cells, clipped to 0 by log1p), rates in
+# [0, 0.2], PageValues (mean value of the pages seen before a transaction, 0 for 78% of sessions) and SpecialDay.
+NUMERIC_COLUMNS = (
+    "Administrative",
+    "Administrative_Duration",
+    "Informational",
+    "Informational_Duration",
+    "ProductRelated",
+    "ProductRelated_Duration",
+    "BounceRates",
+    "ExitRates",
+    "PageValues",
+    "SpecialDay",
+)
+CATEGORICAL_COLUMNS = ("Month", "OperatingSystems", "Browser", "Region", "TrafficType", "VisitorType")
+FLAG_COLUMNS = ("Weekend",)
+PAGE_VALUE_FLAG = "PageValues_positive"  # derived: a session that saw a valued page converts 56% of the time, else 4%
+# The categoricals a model may use; the search picks the set. "engagement" drops the technical ones (browser,
+# operating system, region): up to 13 one-hot levels each, many with a handful of sessions.
+FEATURE_SETS: dict[str, tuple[str, ...]] = {
+    "all": CATEGORICAL_COLUMNS,
+    "engagement": ("Month", "TrafficType", "VisitorType"),
+}
+# Engagement KPIs standing in for performance KPIs in the impact analysis, and which way is better for each.
+KPI_COLUMNS = (
+    "ProductRelated_Duration",
+    "PageValues",
+    "BounceRates",
+    "ExitRates",
+    "Administrative_Duration",
+    "Informational_Duration",
+)
+IMPROVE = {kpi: "decrease" if kpi in ("BounceRates", "ExitRates") else "increase" for kpi in KPI_COLUMNS}
+
+MLP_GRID: dict[str, Any] = {
+    "feature_set": ["all", "engagement"],
+    "hidden_sizes": [[64, 32], [128, 64]],
+    "weight_decay": [1e-4, 1e-2],
+    "class_weight": ["none", "sqrt_balanced"],
+    "dropout": 0.2,
+    "learning_rate": 1e-3,
+    "batch_size": 128,
+    "max_epochs": 80,
+    "patience": 8,
+}
+LIGHTGBM_GRID: dict[str, Any] = {
+    "feature_set": ["all", "engagement"],
+    "num_leaves": [7, 15, 31],
+    "min_child_samples": [20, 50],
+    "learning_rate": 0.03,
+    "feature_fraction": 0.8,
+    "bagging_fraction": 0.8,
+    "bagging_freq": 1,
+    "num_boost_round": 3000,
+    "early_stopping_rounds": 100,
+}
+ENSEMBLE_SEEDS = (7, 8, 9, 10, 11)
+TARGET_ROC_AUC = 0.93
+TARGET_GAP = 0.01
+INFERENCE_ROWS = 100_000  # the test rows tiled to this many for the throughput measurements
+
+
+# --- data ----------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Split:
+    """The three stratified parts of the sessions (original row order kept within each)."""
+
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    test: pd.DataFrame
+    seed: int
+
+    def describe(self) -> str:
+        parts = {"train": self.train, "validation": self.validation, "test": self.test}
+        sizes = ", ".join(f"{k} {len(v)} ({v[LABEL].mean():.1%} positive)" for k, v in parts.items())
+        return f"stratified, seed {self.seed}: {sizes}"
+
+
+def load_sessions(path: Path = DATA_FILE) -> pd.DataFrame:
+    """The UCI sessions as the file holds them, with ``Revenue`` and ``Weekend`` as bool; checks the columns."""
+    frame = pd.read_csv(path)
+    missing = [c for c in (*NUMERIC_COLUMNS, *CATEGORICAL_COLUMNS, *FLAG_COLUMNS, LABEL) if c not in frame.columns]
+    if missing:
+        raise KeyError(f"{path} lacks column(s) {', '.join(missing)}: is it the original UCI file?")
+    for column in (LABEL, *FLAG_COLUMNS):
+        frame[column] = frame[column].astype(bool)
+    return frame
+
+
+def split_sessions(frame: pd.DataFrame, seed: int = 7, validation: float = 0.15, test: float = 0.15) -> Split:
+    """Stratified train/validation/test split by ``Revenue`` (scikit-learn's ``train_test_split``, seeded)."""
+    rest, test_rows = train_test_split(frame, test_size=test, stratify=frame[LABEL], random_state=seed)
+    train_rows, val_rows = train_test_split(
+        rest, test_size=validation / (1.0 - test), stratify=rest[LABEL], random_state=seed
+    )
+    return Split(train_rows.sort_index(), val_rows.sort_index(), test_rows.sort_index(), seed)
+
+
+def _labels(frame: pd.DataFrame) -> np.ndarray:
+    return frame[LABEL].to_numpy(dtype=np.int64)
+
+
+# --- the MLP -------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class SessionFeatures:
+    """Raw UCI columns -> the MLP's float32 matrix: the conversion preprocessor plus the PageValues > 0 flag.
+
+    Numeric columns get ``log1p`` and standardization (missing -> the training mean), categoricals a one-hot
+    with an unknown bucket, flags 0/1. The flag is derived inside ``transform`` so that a what-if that changes
+    PageValues changes it too.
+    """
+
+    preprocessor: ConversionPreprocessor
+
+    @classmethod
+    def fit(cls, train: pd.DataFrame, categorical_columns: Sequence[str]) -> SessionFeatures:
+        return cls(
+            ConversionPreprocessor.fit(
+                _with_flags(train),
+                list(NUMERIC_COLUMNS),
+                [],
+                [*FLAG_COLUMNS, PAGE_VALUE_FLAG],
+                list(categorical_columns),
+            )
+        )
+
+    @property
+    def n_features(self) -> int:
+        return len(self.preprocessor.feature_names)
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.preprocessor.transform(_with_flags(frame))
+
+
+def _with_flags(frame: pd.DataFrame) -> pd.DataFrame:
+    page_values = pd.to_numeric(frame["PageValues"], errors="coerce")
+    return frame.assign(**{PAGE_VALUE_FLAG: (page_values > 0).astype(np.float64)})
+
+
+def _pos_weight(class_weight: str, train: pd.DataFrame) -> float:
+    positives = float(train[LABEL].sum())
+    if class_weight == "none":
+        return 1.0
+    if class_weight == "sqrt_balanced":
+        return math.sqrt((len(train) - positives) / positives)
+    raise ValueError(f"unknown class_weight {class_weight!r}; expected 'none' or 'sqrt_balanced'")
+
+
+def _weighted_bce(pos_weight: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        weight = torch.tensor(pos_weight, dtype=logits.dtype, device=logits.device)
+        return F.binary_cross_entropy_with_logits(logits, target, pos_weight=weight)
+
+    return loss
+
+
+@dataclass
+class MLPEnsemble:
+    """Members trained with different seeds; P(convert) is their mean prior-corrected probability."""
+
+    features: SessionFeatures
+    members: list[ConversionMLP]
+    pos_weight: float
+
+    @torch.no_grad()
+    def predict_matrix(self, x: np.ndarray, batch_size: int = 65536) -> np.ndarray:
+        """P(convert) per row of a feature matrix (``features.transform``), on the members' device."""
+        device = next(self.members[0].parameters()).device
+        shift = math.log(self.pos_weight)
+        x_all = torch.from_numpy(x)
+        total = torch.zeros(len(x), dtype=torch.float64)
+        for member in self.members:
+            member.eval()
+            for start in range(0, len(x), batch_size):
+                logits = member(x_all[start : start + batch_size].to(device)) - shift
+                total[start : start + batch_size] += torch.sigmoid(logits).double().cpu()
+        return (total / len(self.members)).numpy()
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        """P(convert) per session of ``frame`` (raw UCI columns)."""
+        return self.predict_matrix(self.features.transform(frame))
+
+    def to(self, device: torch.device | str) -> MLPEnsemble:
+        for member in self.members:
+            member.to(device)
+        return self
+
+
+@dataclass
+class FitStats:
+    """What fitting one model (or an ensemble's members) took."""
+
+    seconds: float  # wall time of the fits (the MLP: sum of the trainer's epochs, validation passes included)
+    rows: int  # training rows
+    passes: int  # MLP: epochs run, summed over members; LightGBM: boosting rounds built
+
+    @property
+    def rows_per_second(self) -> float:
+        """Training rows per second of fitting, end to end."""
+        return self.rows / self.seconds
+
+    @property
+    def samples_per_second(self) -> float:
+        """Rows processed per second: rows x epochs (MLP) or rows x boosting rounds (LightGBM)."""
+        return self.rows * self.passes / self.seconds
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One point of a search grid and how it did on validation."""
+
+    hyperparameters: dict[str, Any]
+    val_log_loss: float
+    best_iteration: int  # MLP: best epoch; LightGBM: best boosting round
+    seconds: float
+
+
+def _fit_member(
+    hp: dict[str, Any],
+    features: SessionFeatures,
+    train: TrainingData,
+    validation: TrainingData,
+    pos_weight: float,
+    seed: int,
+    device: torch.device,
+    threads: int,
+) -> tuple[ConversionMLP, int, int, float]:
+    """One MLP through the shared trainer; returns the module (best epoch), best epoch, epochs run, seconds."""
+    sizes, dropout = [int(s) for s in hp["hidden_sizes"]], float(hp["dropout"])
+    config = LoopConfig(
+        learning_rate=float(hp["learning_rate"]),
+        weight_decay=float(hp["weight_decay"]),
+        batch_size=int(hp["batch_size"]),
+        max_epochs=int(hp["max_epochs"]),
+        patience=int(hp["patience"]),
+        seed=seed,
+        cpu_threads=threads,
+    )
+    result = fit(
+        lambda: ConversionMLP(features.n_features, sizes, dropout),
+        train,
+        validation,
+        _weighted_bce(pos_weight),
+        config,
+        device,
+        label=f"uci-mlp[seed {seed}]",
+    )
+    return result.model, result.best_epoch, len(result.history), result.seconds
+
+
+def _tensors(features: SessionFeatures, frame: pd.DataFrame) -> TrainingData:
+    return TrainingData(
+        (torch.from_numpy(features.transform(frame)),), torch.from_numpy(_labels(frame).astype(np.float32))
+    )
+
+
+def train_mlp(
+    split: Split,
+    grid: list[dict[str, Any]],
+    ensemble_seeds: Sequence[int],
+    device: torch.device,
+    threads: int = 1,
+) -> tuple[MLPEnsemble, dict[str, Any], list[Candidate], FitStats, float]:
+    """Search ``grid`` with the first seed (lowest validation log loss wins), then train the other seeds.
+
+    Returns the ensemble (on the CPU), the chosen hyperparameters, every candidate, the final ensemble's fit
+    statistics (its members only) and the search's wall time in seconds (every candidate).
+    """
+    first_seed, *more_seeds = ensemble_seeds
+    val_y = _labels(split.validation)
+    cache: dict[str, tuple[SessionFeatures, TrainingData, TrainingData]] = {}
+    candidates: list[Candidate] = []
+    best: tuple[float, dict[str, Any], ConversionMLP, int] | None = None
+    search_seconds = 0.0
+    for hp in grid:
+        name = hp["feature_set"]
+        if name not in cache:
+            features = SessionFeatures.fit(split.train, FEATURE_SETS[name])
+            cache[name] = (features, _tensors(features, split.train), _tensors(features, split.validation))
+        features, train, validation = cache[name]
+        pos_weight = _pos_weight(hp["class_weight"], split.train)
+        module, best_epoch, epochs, seconds = _fit_member(
+            hp, features, train, validation, pos_weight, first_seed, device, threads
+        )
+        search_seconds += seconds
+        p_val = MLPEnsemble(features, [module], pos_weight).predict_matrix(validation.inputs[0].numpy())
+        loss = float(log_loss(val_y, np.clip(p_val, 1e-15, 1 - 1e-15), labels=[0, 1]))
+        candidates.append(Candidate(hp, loss, best_epoch, seconds))
+        logger.info("mlp candidate %s: val log loss %.5f at epoch %d (%.1f s)", hp, loss, best_epoch, seconds)
+        if best is None or loss < best[0]:
+            best = (loss, hp, module, epochs)
+    assert best is not None  # expand_grid never returns an empty grid
+    _, chosen, first_module, first_epochs = best
+    features, train, validation = cache[chosen["feature_set"]]
+    pos_weight = _pos_weight(chosen["class_weight"], split.train)
+    chosen_seconds = next(c.seconds for c in candidates if c.hyperparameters is chosen)
+    members, epochs_run, seconds = [first_module], first_epochs, chosen_seconds
+    for seed in more_seeds:
+        module, _, epochs, member_seconds = _fit_member(
+            chosen, features, train, validation, pos_weight, seed, device, threads
+        )
+        members.append(module)
+        epochs_run += epochs
+        seconds += member_seconds
+    ensemble = MLPEnsemble(features, members, pos_weight).to("cpu")
+    return ensemble, chosen, candidates, FitStats(seconds, len(split.train), epochs_run), search_seconds
+
+
+# --- LightGBM ------------------------------------------------------------------------------------------------------
+@dataclass
+class LightGBMModel:
+    """A LightGBM booster with the category levels of its training rows (unseen levels become missing)."""
+
+    booster: Any  # lightgbm.Booster (imported lazily: the module is an optional, dev-only dependency)
+    categorical_columns: tuple[str, ...]
+    categories: dict[str, list[Any]]
+    threads: int = 1
+
+    @property
+    def columns(self) -> list[str]:
+        return [*NUMERIC_COLUMNS, *self.categorical_columns, *FLAG_COLUMNS]
+
+    def matrix(self, frame: pd.DataFrame) -> pd.DataFrame:
+        x = frame[self.columns].copy()
+        for column in self.categorical_columns:
+            x[column] = pd.Categorical(x[column], categories=self.categories[column])
+        for column in FLAG_COLUMNS:
+            x[column] = x[column].astype(np.float64)
+        return x
+
+    def predict_matrix(self, x: pd.DataFrame) -> np.ndarray:
+        best = self.booster.best_iteration or None
+        return np.asarray(self.booster.predict(x, num_iteration=best, num_threads=self.threads), dtype=np.float64)
+
+    def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.predict_matrix(self.matrix(frame))
+
+
+def train_lightgbm(
+    split: Split, grid: list[dict[str, Any]], seed: int = 7, threads: int = 1
+) -> tuple[LightGBMModel, dict[str, Any], list[Candidate], FitStats, float]:
+    """Search ``grid`` with early stopping on validation log loss; the lowest validation log loss wins.
+
+    Returns the chosen model, its hyperparameters, every candidate, the chosen model's fit statistics and the
+    search's wall time in seconds.
+    """
+    import lightgbm as lgb
+
+    val_y = _labels(split.validation)
+    candidates: list[Candidate] = []
+    best: tuple[float, dict[str, Any], LightGBMModel, FitStats] | None = None
+    search_seconds = 0.0
+    for hp in grid:
+        categorical = FEATURE_SETS[hp["feature_set"]]
+        categories = {c: sorted(split.train[c].dropna().unique().tolist()) for c in categorical}
+        model = LightGBMModel(None, categorical, categories, threads)
+        params = {
+            "objective": "binary",
+            "metric": "binary_logloss",
+            "learning_rate": float(hp["learning_rate"]),
+            "num_leaves": int(hp["num_leaves"]),
+            "min_child_samples": int(hp["min_child_samples"]),
+            "feature_fraction": float(hp["feature_fraction"]),
+            "bagging_fraction": float(hp["bagging_fraction"]),
+            "bagging_freq": int(hp["bagging_freq"]),
+            "seed": seed,
+            "deterministic": True,
+            "force_row_wise": True,  # with deterministic: the same trees on every run
+            "num_threads": threads,
+            "verbosity": -1,
+        }
+        rounds = [0]  # boosting rounds built, early-stopped ones included (the booster keeps only the best)
+
+        def count_rounds(env: Any, rounds: list[int] = rounds) -> None:
+            rounds[0] = env.iteration + 1
+
+        started = time.perf_counter()
+        train_set = lgb.Dataset(model.matrix(split.train), _labels(split.train), categorical_feature=list(categorical))
+        val_set = lgb.Dataset(model.matrix(split.validation), val_y, reference=train_set)
+        model.booster = lgb.train(
+            params,
+            train_set,
+            num_boost_round=int(hp["num_boost_round"]),
+            valid_sets=[val_set],
+            callbacks=[lgb.early_stopping(int(hp["early_stopping_rounds"]), verbose=False), count_rounds],
+        )
+        seconds = time.perf_counter() - started
+        search_seconds += seconds
+        p_val = model.predict_proba(split.validation)
+        loss = float(log_loss(val_y, np.clip(p_val, 1e-15, 1 - 1e-15), labels=[0, 1]))
+        candidates.append(Candidate(hp, loss, int(model.booster.best_iteration), seconds))
+        logger.info("lightgbm candidate %s: val log loss %.5f at round %d", hp, loss, model.booster.best_iteration)
+        if best is None or loss < best[0]:
+            stats = FitStats(seconds, len(split.train), rounds[0])
+            best = (loss, hp, model, stats)
+    assert best is not None
+    _, chosen, model, stats = best
+    return model, chosen, candidates, stats, search_seconds
+
+
+# --- speed ---------------------------------------------------------------------------------------------------------
+def rows_per_second(predict: Callable[[], Any], rows: int, min_seconds: float = 1.0, min_runs: int = 5) -> float:
+    """Rows per second of ``predict()`` over ``rows`` rows: its fastest run of at least ``min_runs`` runs and
+    ``min_seconds`` seconds, after one warm-up (the fastest, because other work on the machine only slows runs).
+    """
+    predict()
+    times: list[float] = []
+    began = time.perf_counter()
+    while len(times) < min_runs or time.perf_counter() - began < min_seconds:
+        started = time.perf_counter()
+        predict()
+        times.append(time.perf_counter() - started)
+    return rows / min(times)
+
+
+def inference_speed(
+    mlp: MLPEnsemble,
+    lightgbm: LightGBMModel,
+    frame: pd.DataFrame,
+    threads: int,
+    device: torch.device,
+    min_seconds: float = 1.0,
+) -> dict[str, float]:
+    """CPU batch-inference rows/s for both models, end to end (DataFrame in) and model only (features ready).
+
+    With a GPU device the MLP's model-only figure on it is added (the matrix is moved per call, as in serving).
+    """
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        mlp.to("cpu")
+        x_mlp, x_lgb = mlp.features.transform(frame), lightgbm.matrix(frame)
+        n = len(frame)
+        speeds = {
+            "mlp_end_to_end_cpu": rows_per_second(lambda: mlp.predict_proba(frame), n, min_seconds),
+            "mlp_model_only_cpu": rows_per_second(lambda: mlp.predict_matrix(x_mlp), n, min_seconds),
+            "mlp_one_member_model_only_cpu": rows_per_second(
+                lambda: MLPEnsemble(mlp.features, mlp.members[:1], mlp.pos_weight).predict_matrix(x_mlp), n, min_seconds
+            ),
+            "lightgbm_end_to_end_cpu": rows_per_second(lambda: lightgbm.predict_proba(frame), n, min_seconds),
+            "lightgbm_model_only_cpu": rows_per_second(lambda: lightgbm.predict_matrix(x_lgb), n, min_seconds),
+        }
+        if device.type == "cuda":
+            mlp.to(device)
+
+            def on_gpu() -> None:
+                mlp.predict_matrix(x_mlp)
+                torch.cuda.synchronize(device)
+
+            speeds[f"mlp_model_only_{device.type}"] = rows_per_second(on_gpu, n, min_seconds)
+            mlp.to("cpu")
+        return speeds
+    finally:
+        torch.set_num_threads(previous)
+
+
+# --- the benchmark -------------------------------------------------------------------------------------------------
+@dataclass
+class BenchmarkResult:
+    """Everything the benchmark prints; ``metrics`` maps model name to the test metrics."""
+
+    split: str
+    device: str
+    threads: int
+    metrics: dict[str, dict[str, float]]
+    hyperparameters: dict[str, dict[str, Any]]
+    fit: dict[str, FitStats]
+    search_seconds: dict[str, float]
+    candidates: dict[str, list[Candidate]]
+    inference_rows_per_second: dict[str, float] = field(default_factory=dict)
+    inference_rows: int = 0  # rows each inference figure was timed on
+    ensemble_size: int = 1
+
+    @property
+    def roc_auc_gap(self) -> float:
+        """MLP minus LightGBM test ROC-AUC."""
+        return self.metrics["mlp"]["roc_auc"] - self.metrics["lightgbm"]["roc_auc"]
+
+    @property
+    def target_met(self) -> bool:
+        return self.metrics["mlp"]["roc_auc"] >= TARGET_ROC_AUC and self.roc_auc_gap >= -TARGET_GAP
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        for name, stats in self.fit.items():
+            data["fit"][name].update(rows_per_second=stats.rows_per_second, samples_per_second=stats.samples_per_second)
+        data.update(roc_auc_gap=self.roc_auc_gap, target_met=self.target_met)
+        return data
+
+
+def run_benchmark(
+    frame: pd.DataFrame,
+    *,
+    seed: int = 7,
+    device: torch.device | None = None,
+    threads: int = 1,
+    mlp_grid: dict[str, Any] | None = None,
+    lightgbm_grid: dict[str, Any] | None = None,
+    ensemble_seeds: Sequence[int] = ENSEMBLE_SEEDS,
+    inference_rows: int | None = INFERENCE_ROWS,
+    timing_seconds: float = 1.0,
+) -> tuple[BenchmarkResult, Split, MLPEnsemble, LightGBMModel]:
+    """Split, search and train both models, score the test rows once, and time inference.
+
+    Args:
+        frame: the sessions (:func:`load_sessions`).
+        seed: the split's seed (the models' seeds are ``ensemble_seeds`` and 7 for LightGBM).
+        device: where the MLP trains [default: :func:`training.devices.select_device`]; LightGBM trains on CPU.
+        threads: CPU threads for each model's training and inference.
+        mlp_grid, lightgbm_grid: search grids in :func:`training.trainer.expand_grid` form [default: the module's].
+        inference_rows: rows (the test rows tiled) to time inference on; ``None`` skips the timing.
+        timing_seconds: the least time spent timing each inference figure.
+    """
+    device = device or select_device()
+    split = split_sessions(frame, seed=seed)
+    mlp, mlp_hp, mlp_candidates, mlp_fit, mlp_search = train_mlp(
+        split, expand_grid(mlp_grid or MLP_GRID, nested=("hidden_sizes",)), ensemble_seeds, device, threads
+    )
+    gbm, gbm_hp, gbm_candidates, gbm_fit, gbm_search = train_lightgbm(
+        split, expand_grid(lightgbm_grid or LIGHTGBM_GRID), seed=7, threads=threads
+    )
+    y_test = _labels(split.test)
+    result = BenchmarkResult(
+        split=split.describe(),
+        device=str(device),
+        threads=threads,
+        metrics={
+            "mlp": binary_classification_metrics(y_test, mlp.predict_proba(split.test)),
+            "lightgbm": binary_classification_metrics(y_test, gbm.predict_proba(split.test)),
+        },
+        hyperparameters={"mlp": mlp_hp, "lightgbm": gbm_hp},
+        fit={"mlp": mlp_fit, "lightgbm": gbm_fit},
+        search_seconds={"mlp": mlp_search, "lightgbm": gbm_search},
+        candidates={"mlp": mlp_candidates, "lightgbm": gbm_candidates},
+        ensemble_size=len(mlp.members),
+    )
+    if inference_rows:
+        tiled = split.test.iloc[np.arange(inference_rows) % len(split.test)].reset_index(drop=True)
+        result.inference_rows = len(tiled)
+        result.inference_rows_per_second = inference_speed(mlp, gbm, tiled, threads, device, timing_seconds)
+    return result, split, mlp, gbm
+
+
+# --- KPI impact ----------------------------------------------------------------------------------------------------
+def run_kpi_impact(
+    predictors: dict[str, Callable[[pd.DataFrame], np.ndarray]], test: pd.DataFrame, out_dir: Path
+) -> list[str]:
+    """The KPI impact analysis of each model on the test sessions, one report per model under ``out_dir``.
+
+    Every report's reliability plot shows all the models. Returns printable lines; when ``training.kpi_impact``
+    is missing or its API is not the expected one, a line saying so (the benchmark's figures stand without it).
+    """
+    try:
+        from training import kpi_impact
+    except ImportError as exc:
+        return [f"KPI impact: skipped, training.kpi_impact does not import ({exc})"]
+    analyze = getattr(kpi_impact, "analyze_kpi_impact", None)
+    write = getattr(kpi_impact, "write_report", None)
+    if not callable(analyze) or not callable(write):
+        return ["KPI impact: skipped, training.kpi_impact has no analyze_kpi_impact/write_report"]
+    accepted = set(inspect.signature(analyze).parameters)
+    if not {"label", "improve"} <= accepted:
+        return [f"KPI impact: skipped, analyze_kpi_impact takes {sorted(accepted)}, not label= and improve="]
+    holdout = test[[*NUMERIC_COLUMNS, *CATEGORICAL_COLUMNS, *FLAG_COLUMNS, LABEL]].reset_index(drop=True)
+    y = _labels(holdout)
+    curves = {name: (y, predict(holdout)) for name, predict in predictors.items()}
+    report_kwargs = {"calibration": curves} if "calibration" in inspect.signature(write).parameters else {}
+    lines: list[str] = []
+    for name, predict in predictors.items():
+        result = analyze(predict, holdout, list(KPI_COLUMNS), label=LABEL, improve=dict(IMPROVE))
+        folder = out_dir / f"kpi_impact_{name.lower()}"
+        title = f"KPI impact on UCI Online Shoppers: {name}, {len(holdout)} test sessions"
+        paths = write(result, folder, title=title, **report_kwargs)
+        report = paths.get("html") or paths.get("markdown") or folder
+        lines += ["", f"KPI impact ranking, {name} (report: {report}):", *_ranking_lines(result)]
+    return lines[1:]
+
+
+def _ranking_lines(result: Any) -> list[str]:
+    table = getattr(result, "ranking_table", None)
+    if callable(table):
+        return table().to_string(index=False, float_format=lambda v: f"{v:.4g}").splitlines()
+    return [f"{i}. {kpi}" for i, kpi in enumerate(getattr(result, "ranking", ()), start=1)]
+
+
+# --- printing ------------------------------------------------------------------------------------------------------
+METRIC_LABELS = {
+    "roc_auc": "ROC-AUC",
+    "pr_auc": "PR-AUC",
+    "log_loss": "log loss",
+    "brier": "Brier",
+    "ece": "ECE (10 bins)",
+    "base_rate": "base rate",
+    "accuracy": "accuracy @0.5",
+    "majority_accuracy": "majority accuracy",
+}
+
+
+def format_result(result: BenchmarkResult) -> list[str]:
+    m, g = result.metrics["mlp"], result.metrics["lightgbm"]
+    lines = [
+        f"split: {result.split}",
+        f"MLP device: {result.device}; CPU threads per model: {result.threads}",
+        f"MLP chosen: {_short(result.hyperparameters['mlp'])}; ensemble of {result.ensemble_size} seeds",
+        f"LightGBM chosen: {_short(result.hyperparameters['lightgbm'])}",
+        "",
+        f"{'test metric':<20}{'MLP':>10}{'LightGBM':>10}{'MLP - LGBM':>12}",
+    ]
+    for key, label in METRIC_LABELS.items():
+        lines.append(f"{label:<20}{m[key]:>10.4f}{g[key]:>10.4f}{m[key] - g[key]:>+12.4f}")
+    mf, gf = result.fit["mlp"], result.fit["lightgbm"]
+    ms, gs = result.search_seconds["mlp"], result.search_seconds["lightgbm"]
+    lines += [
+        "",
+        f"{'training':<34}{'MLP':>14}{'LightGBM':>14}",
+        f"{'final model fit, s':<34}{mf.seconds:>14.2f}{gf.seconds:>14.2f}",
+        f"{'search (all candidates), s':<34}{ms:>14.2f}{gs:>14.2f}",
+        f"{'train rows / s of final fit':<34}{mf.rows_per_second:>14,.0f}{gf.rows_per_second:>14,.0f}",
+        f"{'samples / s (rows x epochs|rounds)':<34}{mf.samples_per_second:>14,.0f}{gf.samples_per_second:>14,.0f}",
+        f"{'epochs (all members) | rounds':<34}{mf.passes:>14}{gf.passes:>14}",
+    ]
+    speeds = result.inference_rows_per_second
+    if speeds:
+        lines += ["", f"batch inference, rows / s (the test rows tiled to {result.inference_rows:,}):"]
+        lines += [f"  {name:<34}{value:>14,.0f}" for name, value in speeds.items()]
+    lines += [
+        "",
+        f"target: MLP ROC-AUC >= {TARGET_ROC_AUC} and within {TARGET_GAP} of LightGBM -> "
+        f"MLP {m['roc_auc']:.4f}, gap {result.roc_auc_gap:+.4f}: {'MET' if result.target_met else 'NOT MET'}",
+    ]
+    return lines
+
+
+def _short(hp: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in hp.items())
+
+
+def format_candidates(result: BenchmarkResult, top: int = 5) -> list[str]:
+    lines = []
+    for name, candidates in result.candidates.items():
+        ranked = sorted(candidates, key=lambda c: c.val_log_loss)
+        lines.append(f"{name} search: {len(candidates)} candidates, best {top} by validation log loss:")
+        fixed = {k for k in ranked[0].hyperparameters if len({str(c.hyperparameters[k]) for c in candidates}) == 1}
+        for c in ranked[:top]:
+            varied = {k: v for k, v in c.hyperparameters.items() if k not in fixed}
+            lines.append(f"  {c.val_log_loss:.5f}  best at {c.best_iteration:>4}  {_short(varied)}")
+    return lines
+
+
+def repeat_splits(frame: pd.DataFrame, seeds: Sequence[int], device: torch.device, threads: int) -> list[str]:
+    """The whole protocol on other split seeds: how much the test ROC-AUC moves with the split alone."""
+    rows = []
+    for seed in seeds:
+        result, *_ = run_benchmark(frame, seed=seed, device=device, threads=threads, inference_rows=None)
+        rows.append((seed, result.metrics["mlp"]["roc_auc"], result.metrics["lightgbm"]["roc_auc"]))
+    mlp, gbm = np.array([r[1] for r in rows]), np.array([r[2] for r in rows])
+    lines = [f"{'split seed':<12}{'MLP ROC-AUC':>13}{'LGBM ROC-AUC':>14}{'gap':>9}"]
+    lines += [f"{s:<12}{a:>13.4f}{b:>14.4f}{a - b:>+9.4f}" for s, a, b in rows]
+    lines.append(
+        f"{'mean (sd)':<12}{mlp.mean():>8.4f} ({mlp.std(ddof=1) if len(rows) > 1 else 0:.4f})"
+        f"{gbm.mean():>9.4f} ({gbm.std(ddof=1) if len(rows) > 1 else 0:.4f}){(mlp - gbm).mean():>+9.4f}"
+    )
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", type=Path, default=DATA_FILE, help="online_shoppers_intention.csv")
+    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the MLP trains")
+    parser.add_argument("--threads", type=int, default=1, help="CPU threads per model (training and inference)")
+    parser.add_argument("--repeat-splits", type=int, default=0, metavar="N", help="also run on N other split seeds")
+    parser.add_argument("--out", type=Path, default=None, help="report folder [<reports>/benchmarks/conversion_uci]")
+    parser.add_argument("--no-kpi-impact", action="store_true", help="skip the KPI impact analysis")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log every epoch and candidate")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(message)s")
+    if not args.data.is_file():
+        print(f"data file not found: {args.data} (the shared datasets live in ../shared/data)", file=sys.stderr)
+        return 2
+
+    import lightgbm
+
+    device = select_device(args.device)
+    frame = load_sessions(args.data)
+    print(f"UCI Online Shoppers: {len(frame)} sessions, {frame[LABEL].mean():.1%} converted ({args.data})")
+    print(f"torch {torch.__version__}, lightgbm {lightgbm.__version__}")
+    if device.type == "cuda":
+        print(f"GPU: {torch.cuda.get_device_name(device)}")
+    result, split, mlp, gbm = run_benchmark(frame, device=device, threads=args.threads)
+    print("\n".join(format_result(result)))
+    print()
+    print("\n".join(format_candidates(result)))
+
+    out_dir = args.out or get_settings().reports / "benchmarks" / "conversion_uci"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "benchmark.json").write_text(json.dumps(result.to_dict(), indent=2, default=str))
+    print(f"\nfigures: {out_dir / 'benchmark.json'}")
+    if not args.no_kpi_impact:
+        print()
+        predictors = {"MLP": mlp.predict_proba, "LightGBM": gbm.predict_proba}
+        print("\n".join(run_kpi_impact(predictors, split.test, out_dir)))
+    if args.repeat_splits:
+        print(f"\nthe same protocol on {args.repeat_splits} other stratified splits (split variance, not tuning):")
+        print("\n".join(repeat_splits(frame, range(101, 101 + args.repeat_splits), device, args.threads)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,156 @@
+"""The UCI conversion benchmark's core on a small stratified sample of the real file: structure and a sane AUC.
+
+Two epochs, one grid point per model and two ensemble seeds, so it runs in seconds; the full benchmark is
+``benchmarks/conversion_uci.py``. Skips where ``../shared/data`` (or the UCI file in it) is absent.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from training.metrics import BINARY_METRICS
+
+BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "conversion_uci.py"
+UCI_FILE = Path("uci_online_shoppers_intention") / "online_shoppers_intention.csv"
+
+
+def _load_benchmark() -> ModuleType:
+    """``benchmarks/`` is a folder of scripts, not a package: load the module from its file."""
+    spec = importlib.util.spec_from_file_location("conversion_uci_benchmark", BENCHMARK)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while the file executes
+    spec.loader.exec_module(module)
+    return module
+
+
+bench = _load_benchmark()
+
+
+@pytest.fixture(scope="module")
+def sessions(shared_data: Path) -> pd.DataFrame:
+    """3,000 sessions sampled within each Revenue class (seed 7), original row order."""
+    path = shared_data / UCI_FILE
+    if not path.is_file():
+        pytest.skip(f"the UCI Online Shoppers file is not at {path}")
+    frame = bench.load_sessions(path)
+    sample = frame.groupby(bench.LABEL, group_keys=False).sample(frac=3000 / len(frame), random_state=7)
+    return sample.sort_index()
+
+
+@pytest.fixture(scope="module")
+def run(sessions: pd.DataFrame) -> tuple:
+    mlp_grid = {
+        **bench.MLP_GRID,
+        "feature_set": "all",
+        "hidden_sizes": [32, 16],
+        "weight_decay": 1e-4,
+        "class_weight": "sqrt_balanced",
+        "learning_rate": 3e-3,
+        "batch_size": 64,
+        "max_epochs": 2,
+        "patience": 1,
+    }
+    lightgbm_grid = {
+        **bench.LIGHTGBM_GRID,
+        "feature_set": "all",
+        "num_leaves": 7,
+        "min_child_samples": 20,
+        "num_boost_round": 60,
+        "early_stopping_rounds": 10,
+    }
+    return bench.run_benchmark(
+        sessions,
+        device=torch.device("cpu"),
+        mlp_grid=mlp_grid,
+        lightgbm_grid=lightgbm_grid,
+        ensemble_seeds=(7, 8),
+        inference_rows=2000,
+        timing_seconds=0.05,
+    )
+
+
+def test_split_is_stratified_and_disjoint(sessions: pd.DataFrame) -> None:
+    split = bench.split_sessions(sessions, seed=7)
+    parts = (split.train, split.validation, split.test)
+    assert sum(len(p) for p in parts) == len(sessions)
+    assert not set(split.train.index) & set(split.test.index)
+    assert not set(split.validation.index) & set(split.test.index)
+    rate = sessions[bench.LABEL].mean()
+    for part in parts:
+        assert abs(part[bench.LABEL].mean() - rate) < 0.01
+    again = bench.split_sessions(sessions, seed=7)
+    assert again.test.index.equals(split.test.index)
+
+
+def test_both_models_rank_sessions_well(run: tuple) -> None:
+    result, split, mlp, gbm = run
+    for name in ("mlp", "lightgbm"):
+        assert set(result.metrics[name]) == set(BINARY_METRICS)
+        assert result.metrics[name]["roc_auc"] > 0.8, (name, result.metrics[name])
+        assert result.metrics[name]["base_rate"] == pytest.approx(split.test[bench.LABEL].mean())
+    for model in (mlp, gbm):
+        p = model.predict_proba(split.test)
+        assert p.shape == (len(split.test),) and np.isfinite(p).all() and ((p >= 0) & (p <= 1)).all()
+
+
+def test_result_structure(run: tuple) -> None:
+    result, split, mlp, _ = run
+    assert result.device == "cpu" and result.ensemble_size == len(mlp.members) == 2
+    for name in ("mlp", "lightgbm"):
+        stats = result.fit[name]
+        assert stats.rows == len(split.train) and stats.passes >= 1 and stats.seconds > 0
+        assert stats.samples_per_second >= stats.rows_per_second > 0
+        assert len(result.candidates[name]) == 1 and result.search_seconds[name] > 0
+    assert result.fit["mlp"].passes <= 2 * 2  # two members, at most two epochs each
+    assert set(result.inference_rows_per_second) == {
+        "mlp_end_to_end_cpu",
+        "mlp_model_only_cpu",
+        "mlp_one_member_model_only_cpu",
+        "lightgbm_end_to_end_cpu",
+        "lightgbm_model_only_cpu",
+    }
+    assert all(v > 0 for v in result.inference_rows_per_second.values())
+    assert result.roc_auc_gap == pytest.approx(result.metrics["mlp"]["roc_auc"] - result.metrics["lightgbm"]["roc_auc"])
+    text = "\n".join(bench.format_result(result) + bench.format_candidates(result))
+    assert "ROC-AUC" in text and "majority accuracy" in text and "rows / s" in text
+    assert result.to_dict()["fit"]["mlp"]["samples_per_second"] > 0
+
+
+def test_page_value_flag_follows_page_values(sessions: pd.DataFrame) -> None:
+    """The flag is derived at transform time, so a what-if that raises PageValues from 0 flips it too."""
+    features = bench.SessionFeatures.fit(sessions, bench.FEATURE_SETS["all"])
+    column = features.preprocessor.feature_names.index(bench.PAGE_VALUE_FLAG)
+    zero = sessions[sessions["PageValues"] == 0].head(5)
+    assert (features.transform(zero)[:, column] == 0).all()
+    assert (features.transform(zero.assign(PageValues=10.0))[:, column] == 1).all()
+
+
+def test_prior_correction_undoes_the_class_weight(sessions: pd.DataFrame) -> None:
+    """A weighted model's logit minus ln(weight) is what the probabilities use."""
+    features = bench.SessionFeatures.fit(sessions, bench.FEATURE_SETS["all"])
+    member = bench.ConversionMLP(features.n_features, [8], 0.0)
+    x = features.transform(sessions.head(20))
+    plain = bench.MLPEnsemble(features, [member], 1.0).predict_matrix(x)
+    weighted = bench.MLPEnsemble(features, [member], 4.0).predict_matrix(x)
+    logit = np.log(plain / (1 - plain))
+    assert weighted == pytest.approx(1 / (1 + np.exp(-(logit - np.log(4.0)))), rel=1e-5)
+
+
+def test_kpi_impact_reports_for_both_models(run: tuple, tmp_path: Path) -> None:
+    pytest.importorskip("training.kpi_impact", reason="the KPI impact module is not in this checkout")
+    _, split, mlp, gbm = run
+    lines = bench.run_kpi_impact({"MLP": mlp.predict_proba, "LightGBM": gbm.predict_proba}, split.test, tmp_path)
+    text = "\n".join(lines)
+    assert "skipped" not in text, text
+    for name in ("mlp", "lightgbm"):
+        assert (tmp_path / f"kpi_impact_{name}" / "report.md").is_file()
+    assert all(kpi in text for kpi in bench.KPI_COLUMNS)
