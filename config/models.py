@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from config.settings import get_settings
 
@@ -33,6 +33,23 @@ class GateConfig(_Strict):
         return challenger <= champion - self.min_improvement
 
 
+class KpiImpactConfig(_Strict):
+    """The KPI impact analysis run on the holdout after training (``training/kpi_impact.py``)."""
+
+    enabled: bool = False
+    n_bootstrap: int = Field(200, ge=20, description="Session resamples per interval")
+    model_refits: int = Field(
+        0, ge=0, description="Models refitted on bootstrap resamples of the training rows for the model interval"
+    )
+
+    @field_validator("model_refits")
+    @classmethod
+    def _spread_needs_two(cls, value: int) -> int:
+        if value == 1:
+            raise ValueError("model_refits: one refit has no spread; use 0 (session intervals only) or 2 or more")
+        return value
+
+
 class ModelConfig(_Strict):
     enabled: bool = True
     feature_service: str
@@ -40,6 +57,10 @@ class ModelConfig(_Strict):
     holdout_days: int = Field(gt=0)
     hyperparameters: dict[str, Any]
     gate: GateConfig
+    calibration: Literal["none", "platt"] = Field(
+        "none", description="platt: a logistic recalibration of the output fitted on the validation days"
+    )
+    kpi_impact: KpiImpactConfig = KpiImpactConfig()
 
 
 class DriftConfig(_Strict):

@@ -10,35 +10,41 @@ The split is by time inside the training window (the ``training_window_days`` da
     [ train ............................ | validation | holdout (last holdout_days) ]
 
 The preprocessing is fitted on train only; a seeded search over the config's grid picks the candidate with the
-lowest validation loss (early stopping also watches validation); the holdout is touched once, for the metrics
-and the promotion gate. The model is logged as a pyfunc (``training/conversion_pyfunc.py``, models-from-code)
-and registered as a new version of ``conversion``; promotion is the gate's business, not this module's.
+lowest validation loss (early stopping also watches validation); with ``calibration: platt`` a logistic
+recalibration fitted on the validation days is folded into the output layer; the holdout is touched once, for the
+metrics, the KPI impact analysis (``training/kpi_impact.py``, logged under ``kpi_impact/``) and the promotion
+gate. The model is logged as a pyfunc (``training/conversion_pyfunc.py``, models-from-code) and registered as a
+new version of ``conversion``; promotion is the gate's business, not this module's.
 """
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import logging
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import torch
 from torch import nn
 
-from config.models import DriftConfig, ModelConfig, ModelsConfig, get_models_config
+from config.models import DriftConfig, KpiImpactConfig, ModelConfig, ModelsConfig, get_models_config
 from config.settings import REPO_ROOT, get_settings
 from feature_repo.contract.schema import KPI_NAMES
 from feature_repo.features.tables import CUSTOMER_HISTORY, EVENT_TIMESTAMP, SESSION_KPIS
 from training import conversion_pyfunc, registry
 from training.conversion_pyfunc import ConversionMLP, ConversionPreprocessor, predict_proba, save_model_files
 from training.devices import select_device
-from training.metrics import binary_classification_metrics
+from training.kpi_impact import KpiImpactResult, analyze_kpi_impact, write_report
+from training.metrics import binary_classification_metrics, expected_calibration_error
 from training.trainer import FitResult, LoopConfig, TrainingData, expand_grid, fit
 
 logger = logging.getLogger(__name__)
@@ -199,7 +205,8 @@ def fit_preprocessor(train: pd.DataFrame) -> ConversionPreprocessor:
     )
 
 
-def _tensors(preprocessor: ConversionPreprocessor, rows: pd.DataFrame) -> TrainingData:
+def training_data(preprocessor: ConversionPreprocessor, rows: pd.DataFrame) -> TrainingData:
+    """Model inputs and 0/1 targets of ``rows`` as CPU tensors."""
     x = torch.from_numpy(preprocessor.transform(rows))
     y = torch.from_numpy(rows[LABEL].to_numpy(dtype=np.float32))
     return TrainingData((x,), y)
@@ -216,6 +223,11 @@ def _loop_config(hp: dict[str, Any]) -> LoopConfig:
     )
 
 
+def _build(hp: dict[str, Any], n_features: int) -> Callable[[], ConversionMLP]:
+    sizes, dropout = [int(s) for s in hp["hidden_sizes"]], float(hp.get("dropout", 0.0))
+    return lambda: ConversionMLP(n_features, sizes, dropout)
+
+
 def search(
     grid: list[dict[str, Any]], train: TrainingData, validation: TrainingData, device: torch.device
 ) -> tuple[dict[str, Any], FitResult, list[Candidate]]:
@@ -228,9 +240,8 @@ def search(
         unknown = set(hp) - MODEL_KEYS
         if unknown:
             raise KeyError(f"unknown conversion hyperparameter(s) {sorted(unknown)}; known: {sorted(MODEL_KEYS)}")
-        sizes, dropout = [int(s) for s in hp["hidden_sizes"]], float(hp.get("dropout", 0.0))
         result = fit(
-            lambda sizes=sizes, dropout=dropout: ConversionMLP(n_features, sizes, dropout),
+            _build(hp, n_features),
             train,
             validation,
             loss_fn,
@@ -246,6 +257,102 @@ def search(
             best = (hp, result)
     assert best is not None  # expand_grid never returns an empty grid
     return best[0], best[1], candidates
+
+
+# --- calibration and model uncertainty ----------------------------------------------------------------------------
+@torch.no_grad()
+def _logits(module: nn.Module, data: TrainingData) -> np.ndarray:
+    module.eval()
+    return module(*data.inputs).numpy().astype(np.float64)
+
+
+def fit_platt(module: ConversionMLP, validation: TrainingData) -> tuple[float, float]:
+    """Slope and intercept of ``P = sigmoid(slope * logit + intercept)``, maximum likelihood on the validation rows."""
+    from sklearn.linear_model import LogisticRegression
+
+    z, y = _logits(module, validation), validation.target.numpy()
+    platt = LogisticRegression(C=1e6).fit(z[:, None], y)  # practically unpenalized: two parameters, 10k rows
+    return float(platt.coef_[0, 0]), float(platt.intercept_[0])
+
+
+def apply_platt(module: ConversionMLP, slope: float, intercept: float) -> ConversionMLP:
+    """A copy of ``module`` whose output layer computes ``slope * logit + intercept``: the pyfunc needs no change."""
+    calibrated = copy.deepcopy(module)
+    last = calibrated.net[-1]
+    with torch.no_grad():
+        last.weight.mul_(slope)
+        last.bias.mul_(slope).add_(intercept)
+    return calibrated.eval()
+
+
+def calibrate(
+    module: ConversionMLP, validation: TrainingData, method: Literal["none", "platt"]
+) -> tuple[ConversionMLP, tuple[float, float] | None]:
+    """The module to serve and the Platt parameters applied (None: served as trained)."""
+    if method == "none":
+        return module, None
+    slope, intercept = fit_platt(module, validation)
+    if slope <= 0:  # the validation days rank sessions against the model: recalibrating would invert it
+        logger.warning("Platt slope %.3f <= 0 on the validation days: the model is served uncalibrated", slope)
+        return module, None
+    return apply_platt(module, slope, intercept), (slope, intercept)
+
+
+def bootstrap_refits(
+    hp: dict[str, Any],
+    train: TrainingData,
+    validation: TrainingData,
+    n: int,
+    device: torch.device,
+    calibration: Literal["none", "platt"],
+) -> list[ConversionMLP]:
+    """``n`` models with the chosen hyperparameters, each fitted on a bootstrap resample of the training rows.
+
+    Their spread is the model's uncertainty for the KPI impact intervals. Resample ``i`` and its initial weights
+    are seeded by ``hp["seed"] + i``; early stopping and calibration use the same validation days; the
+    preprocessing (a standardization) stays the one fitted on all training rows, and the search is not redone.
+    """
+    models = []
+    for i in range(1, n + 1):
+        seed = int(hp["seed"]) + i
+        rows = torch.from_numpy(np.random.default_rng(seed).integers(0, len(train), len(train)))
+        resample = TrainingData(tuple(x[rows] for x in train.inputs), train.target[rows])
+        result = fit(
+            _build(hp, train.inputs[0].shape[1]),
+            resample,
+            validation,
+            nn.BCEWithLogitsLoss(),
+            _loop_config({**hp, "seed": seed}),
+            device,
+            label=f"conversion refit {i}/{n}",
+        )
+        models.append(calibrate(result.model.to("cpu").eval(), validation, calibration)[0])
+    return models
+
+
+def kpi_impact_analysis(
+    module: ConversionMLP,
+    preprocessor: ConversionPreprocessor,
+    sessions: pd.DataFrame,
+    refits: list[ConversionMLP],
+    config: KpiImpactConfig,
+    seed: int,
+    **options: Any,
+) -> KpiImpactResult:
+    """The KPI impact analysis of ``module`` on labelled ``sessions`` (the holdout), ``refits`` for model intervals.
+
+    ``options`` go to :func:`training.kpi_impact.analyze_kpi_impact` (e.g. ``improvements``).
+    """
+    return analyze_kpi_impact(
+        partial(predict_proba, module, preprocessor),
+        sessions,
+        KPI_COLUMNS,
+        label=LABEL,
+        n_bootstrap=config.n_bootstrap,
+        seed=seed,
+        refits=[partial(predict_proba, m, preprocessor) for m in refits],
+        **options,
+    )
 
 
 # --- the stage -----------------------------------------------------------------------------------------------------
@@ -278,17 +385,36 @@ def train_conversion(
     logger.info("conversion %s: %s", day, split.describe())
 
     preprocessor = fit_preprocessor(split.train)
-    train, validation = _tensors(preprocessor, split.train), _tensors(preprocessor, split.validation)
+    train, validation = training_data(preprocessor, split.train), training_data(preprocessor, split.validation)
     grid = expand_grid(hyperparameters, nested=NESTED_KEYS)
     chosen, result, candidates = search(grid, train, validation, torch_device)
-    module = result.model.to("cpu").eval()
+    trained = result.model.to("cpu").eval()
+    module, platt = calibrate(trained, validation, model_cfg.calibration)
 
+    holdout_y = split.holdout[LABEL].to_numpy()
     holdout_p = predict_proba(module, preprocessor, split.holdout)
-    metrics = binary_classification_metrics(split.holdout[LABEL].to_numpy(), holdout_p)
+    metrics = binary_classification_metrics(holdout_y, holdout_p)
     logger.info("conversion %s holdout: %s", day, ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+    curves = {"served": (holdout_y, holdout_p)}
+    if platt is not None:
+        curves = {
+            "before Platt scaling": (holdout_y, predict_proba(trained, preprocessor, split.holdout)),
+            "served (Platt-scaled)": curves["served"],
+        }
 
     settings = get_settings()
     seed = int(chosen["seed"])
+    impact: KpiImpactResult | None = None
+    impact_seconds = 0.0
+    impact_cfg = model_cfg.kpi_impact
+    if impact_cfg.enabled:
+        impact_started = time.perf_counter()
+        refits = bootstrap_refits(
+            chosen, train, validation, impact_cfg.model_refits, torch_device, model_cfg.calibration
+        )
+        impact = kpi_impact_analysis(module, preprocessor, split.holdout, refits, impact_cfg, seed)
+        impact_seconds = time.perf_counter() - impact_started
+        logger.info("conversion %s KPI impact (%d refits) in %.1f s", day, len(refits), impact_seconds)
     reference = split.train.sample(n=min(drift.reference_sample_rows, len(split.train)), random_state=seed)
     reference = reference.sort_index()
     reference = reference[[EVENT_TIMESTAMP, *FEATURE_COLUMNS, LABEL]].assign(
@@ -328,6 +454,22 @@ def train_conversion(
         )
         run.log_metrics(metrics)
         run.log_metrics({"val_loss": result.best_val_loss})
+        run.log_params({"calibration": model_cfg.calibration if platt else "none"})
+        if platt is not None:
+            run.log_params({"calibration.slope": round(platt[0], 6), "calibration.intercept": round(platt[1], 6)})
+            raw_y, raw_p = curves["before Platt scaling"]
+            run.log_metrics({"uncalibrated_ece": expected_calibration_error(raw_y, raw_p)})
+        if impact is not None:
+            report = write_report(
+                impact, folder / "kpi_impact", f"KPI impact of the conversion model, {day}", calibration=curves
+            )
+            for path in report.values():
+                run.log_artifact(path, "kpi_impact")
+            run.set_tags({f"kpi_impact.top_{i}": kpi for i, kpi in enumerate(impact.ranking[:3], start=1)})
+            run.log_metrics(
+                {f"what_if_5pct.{k}": impact.what_if_for(k, 0.05).delta_conversion_rate for k in KPI_COLUMNS}
+            )
+            run.log_metrics({"kpi_impact_seconds": impact_seconds})
         for record in result.history:
             run.log_metrics(
                 {"epoch_train_loss": record.train_loss, "epoch_val_loss": record.val_loss}, step=record.epoch
