@@ -18,16 +18,11 @@ import datetime as dt
 
 from airflow.sdk import Param, dag, task
 from storefront_airflow.assets import DAILY_FEATURES
-from storefront_airflow.callbacks import notify_on_call
+from storefront_airflow.defaults import default_args
 from storefront_airflow.run_dates import run_days
-from storefront_airflow.schedule import end_date, start_date, task_retries
+from storefront_airflow.schedule import end_date, start_date
 
-DEFAULT_ARGS = {
-    "owner": "storefront-ml",
-    "retries": task_retries(),
-    "retry_delay": dt.timedelta(minutes=2),
-    "on_failure_callback": notify_on_call,
-}
+DEFAULT_ARGS = default_args(retry_delay=dt.timedelta(minutes=2))
 
 
 @dag(

@@ -17,18 +17,13 @@ import datetime as dt
 
 from airflow.sdk import Param, dag, task, task_group
 from storefront_airflow.assets import DAILY_FEATURES
-from storefront_airflow.callbacks import notify_on_call
+from storefront_airflow.defaults import default_args
 from storefront_airflow.models import TRAINED_MODELS
 from storefront_airflow.routing import training_queue
 from storefront_airflow.run_dates import run_date
-from storefront_airflow.schedule import end_date, start_date, task_retries
+from storefront_airflow.schedule import end_date, start_date
 
-DEFAULT_ARGS = {
-    "owner": "storefront-ml",
-    "retries": task_retries(),
-    "retry_delay": dt.timedelta(minutes=5),
-    "on_failure_callback": notify_on_call,
-}
+DEFAULT_ARGS = default_args(retry_delay=dt.timedelta(minutes=5))
 
 
 @dag(

@@ -9,7 +9,6 @@ too close to 0.6 for a test that could tell a good model from a broken one. The 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,16 +31,6 @@ from training.conversion import (
 from training.metrics import BINARY_METRICS, binary_classification_metrics
 
 RUN_DATE = dt.date(2026, 2, 14)  # last day of the demo lake
-
-
-@pytest.fixture(scope="module")
-def var_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    root = tmp_path_factory.mktemp("var")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("STOREFRONT_VAR_ROOT", str(root))
-        get_settings.cache_clear()
-        yield root
-    get_settings.cache_clear()
 
 
 @pytest.fixture(scope="module")

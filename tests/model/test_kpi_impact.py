@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +31,6 @@ from conversion_testdata import write_conversion_training_set
 from pydantic import ValidationError
 
 from config.models import KpiImpactConfig, ModelConfig, ModelsConfig, read_models_config
-from config.settings import get_settings
 from feature_repo.contract.schema import KPI_NAMES
 from simulator.truth import load_truth
 from training import registry
@@ -300,16 +298,6 @@ def test_models_config_kpi_impact_is_optional() -> None:
 
 
 # --- the demo shop ---------------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def var_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    root = tmp_path_factory.mktemp("var")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("STOREFRONT_VAR_ROOT", str(root))
-        get_settings.cache_clear()
-        yield root
-    get_settings.cache_clear()
-
-
 @pytest.fixture(scope="module")
 def nightly_config() -> ModelsConfig:
     return read_models_config()

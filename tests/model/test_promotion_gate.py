@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -20,23 +19,12 @@ from conversion_testdata import conversion_training_set, small_models_config, wr
 from mlflow.tracking import MlflowClient
 
 from config.models import GateConfig, get_models_config
-from config.settings import get_settings
 from training import registry
 from training.cli import train_command
 from training.conversion import TrainingResult, train_conversion
 
 RUN_DATE = dt.date(2026, 2, 14)  # last day of the demo lake
 NAME = "conversion"
-
-
-@pytest.fixture(scope="module")
-def var_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    root = tmp_path_factory.mktemp("var")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("STOREFRONT_VAR_ROOT", str(root))
-        get_settings.cache_clear()
-        yield root
-    get_settings.cache_clear()
 
 
 @pytest.fixture(scope="module")
