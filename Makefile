@@ -34,6 +34,9 @@ simulate: install ## Only simulate the shop into var/lake/raw (START, END, SCALE
 demo: install ## The main job: simulate the demo shop, a week of nightly runs through Airflow, a summary
 	$(VENV)/bin/storefront main-job --start $(START) --end $(END) --nights $(or $(NIGHTS),7)
 
+serve: install ## Serve the champions over HTTP on 127.0.0.1:8000 (docs/serving.md; PORT=, HOST=)
+	$(VENV)/bin/storefront serve $(if $(HOST),--host $(HOST)) $(if $(PORT),--port $(PORT))
+
 bench: install ## Simulator throughput and peak memory at demo and large scale
 	$(PY) benchmarks/simulator_throughput.py
 
@@ -48,4 +51,4 @@ lock: ## Re-resolve requirements/stack.in into requirements/constraints.txt (abo
 clean: ## Remove the venv, caches and var/
 	rm -rf $(VENV) var .pytest_cache .ruff_cache
 
-.PHONY: help install test lint docs simulate demo bench lock clean
+.PHONY: help install test lint docs simulate demo serve bench lock clean

@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -57,9 +57,28 @@ class Settings(BaseSettings):
     pipeline_end_date: dt.date | None = Field(None, description="Last date the daily DAGs schedule (none: open)")
     task_retries: int = Field(2, ge=0, description="Retries of every DAG task (tests set 0)")
     models_config: Path = Field(REPO_ROOT / "config" / "models.yaml", description="Hyperparameters, gates, drift")
+    experiments_config: Path = Field(
+        REPO_ROOT / "config" / "experiments.yaml", description="The A/B experiment registry (config/experiments.py)"
+    )
     device: Literal["auto", "cpu", "cuda", "hpu"] = Field(
         "auto", description="Training device; auto picks hpu, then cuda, then cpu"
     )
+    # --- serving (serving/) ----------------------------------------------------------------------------------------
+    serving_host: str = Field("127.0.0.1", description="Address the serving API listens on")
+    serving_port: int = Field(8000, ge=1, le=65535, description="Port of the serving API")
+    serving_poll_seconds: float = Field(
+        30.0, gt=0, description="How often the service checks whether a model's champion alias moved"
+    )
+    serving_log_flush_seconds: float = Field(
+        2.0, gt=0, description="Longest time a prediction waits in memory before the log writes it"
+    )
+    serving_log_batch_rows: int = Field(2000, ge=1, description="Predictions per written log file at most")
+    serving_admin_api_key: SecretStr | None = Field(
+        None, description="API key of the serving admin calls (X-API-Key); unset: admin calls are refused"
+    )
+    airflow_api_url: str = Field("http://127.0.0.1:8080", description="Airflow 3 API server (REST API v2)")
+    airflow_username: str = Field("admin", description="Airflow user the serving admin call signs in as")
+    airflow_password: SecretStr | None = Field(None, description="That user's password (environment only)")
 
     @field_validator("var_root", "lake_root", "reports_root", "mlflow_artifact_root", mode="after")
     @classmethod

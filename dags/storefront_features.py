@@ -9,7 +9,9 @@ date, which schedules the nightly training DAG.
 
 Every task reads and writes partitions of its date only: re-running or backfilling a date gives the same result.
 The `history_from` param makes one run cover every date from it up to the run's date (the initial history
-load: one Spark session, one materialization). Logic lives in `feature_repo`; this file only wires it.
+load: one Spark session, one materialization); the `tables` param limits a run to some feature tables (a model
+whose training window is longer than the others' needs only its own tables that far back). Logic lives in
+`feature_repo`; this file only wires it.
 """
 
 from __future__ import annotations
@@ -39,22 +41,26 @@ DEFAULT_ARGS = default_args(retry_delay=dt.timedelta(minutes=2))
         "date": Param(None, type=["null", "string"], format="date", description="Date to process (YYYY-MM-DD)"),
         "history_from": Param(None, type=["null", "string"], format="date",
                               description="Initial history load: also process every date from this one"),
+        "tables": Param(None, type=["null", "array"], items={"type": "string"},
+                        description="Build only these feature tables (and check only the raw tables they read)"),
     },
 )
 def storefront_features():
     @task
     def validate_raw_events(**context) -> list[str]:
         from feature_repo.expectations.validate import validate_days
+        from feature_repo.features.jobs import raw_tables_read
 
         days = run_days(context)
-        validate_days("raw", days)
+        tables = context["params"].get("tables")
+        validate_days("raw", days, tables=raw_tables_read(tables, days[-1]) if tables else None)
         return [d.isoformat() for d in days]
 
     @task
-    def build_features(days: list[str]) -> dict[str, list[str]]:
+    def build_features(days: list[str], **context) -> dict[str, list[str]]:
         from feature_repo.features.jobs import build_features_for_days
 
-        return build_features_for_days([dt.date.fromisoformat(d) for d in days])
+        return build_features_for_days([dt.date.fromisoformat(d) for d in days], context["params"].get("tables"))
 
     @task
     def validate_features(days: list[str], partitions: dict[str, list[str]]) -> list[str]:

@@ -51,9 +51,15 @@ def storefront_training():
         def train_and_gate(day: str, model: str = model) -> None:
             @task
             def build_training_set(day: str) -> str:
+                from airflow.sdk.exceptions import AirflowSkipException
+
+                from training.pipeline import NothingToTrain
                 from training.pipeline import build_training_set as build
 
-                return str(build(model, dt.date.fromisoformat(day)))
+                try:
+                    return str(build(model, dt.date.fromisoformat(day)))
+                except NothingToTrain as reason:  # labels not there yet: skip the group, keep the champion
+                    raise AirflowSkipException(str(reason)) from None
 
             @task(queue=training_queue())
             def train_challenger(day: str, training_set: str) -> dict:

@@ -18,7 +18,15 @@ from feast.data_source import DataSource
 from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
 from feast.infra.offline_stores.file_source import FileSource
 
-from feature_repo.features.tables import CUSTOMER_HISTORY, EVENT_TIMESTAMP, SESSION_KPIS, FeatureTable
+from feature_repo.features.tables import (
+    CUSTOMER_HISTORY,
+    CUSTOMER_PRODUCT_INTERACTIONS,
+    EVENT_TIMESTAMP,
+    PRODUCT_DEMAND,
+    PRODUCT_RANKING,
+    SESSION_KPIS,
+    FeatureTable,
+)
 
 FEATURES_ROOT_ENV = "STOREFRONT_FEATURES_ROOT"
 PROFILE_ENV = "STOREFRONT_PROFILE"
@@ -60,3 +68,14 @@ session_kpis_source = _source(SESSION_KPIS, "session_kpis build output: one row 
 
 # The daily customer snapshots from the customer_history build, stamped at the end of each run date.
 customer_history_source = _source(CUSTOMER_HISTORY, "customer_history build output: one row per customer and date.")
+
+# The daily product snapshots from the product_ranking build (debiased rates, popularity, price), end of each date.
+product_ranking_source = _source(PRODUCT_RANKING, "product_ranking build output: one row per product and date.")
+
+# The recommender's daily interactions from the customer_product_interactions build, stamped at the end of each date.
+customer_product_interactions_source = _source(
+    CUSTOMER_PRODUCT_INTERACTIONS, "customer_product_interactions build output: one row per triple and date."
+)
+
+# What each product on sale sold on each date, at what price, from the product_demand build; end of each date.
+product_demand_source = _source(PRODUCT_DEMAND, "product_demand build output: one row per product on sale and date.")

@@ -7,7 +7,13 @@ from __future__ import annotations
 
 from feast import Entity, ValueType
 
-from feature_repo.features.tables import CUSTOMER_HISTORY, SESSION_KPIS, FeatureTable
+from feature_repo.features.tables import (
+    CUSTOMER_HISTORY,
+    CUSTOMER_PRODUCT_INTERACTIONS,
+    PRODUCT_RANKING,
+    SESSION_KPIS,
+    FeatureTable,
+)
 
 
 def _entity(table: FeatureTable, description: str) -> Entity:
@@ -20,3 +26,11 @@ session = _entity(SESSION_KPIS, "A visit to the shop (session_id); the grain of 
 
 # A registered customer; 'anonymous' visits carry that literal key and never match a history row.
 customer = _entity(CUSTOMER_HISTORY, "A registered customer (customer_id); 'anonymous' has no history.")
+
+# A product of the catalog (product_id): the grain of the ranking model's item features.
+product = _entity(PRODUCT_RANKING, "A product of the catalog (product_id); the ranking model scores products.")
+
+# A (customer, product, device) triple of the recommender's interactions; offline only (training reads the window).
+customer_product = _entity(
+    CUSTOMER_PRODUCT_INTERACTIONS, "A customer's interactions with a product on one device ('customer|product|device')."
+)

@@ -7,13 +7,26 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from data_sources import customer_history_source, session_kpis_source
-from entities import customer, session
+from data_sources import (
+    customer_history_source,
+    customer_product_interactions_source,
+    product_demand_source,
+    product_ranking_source,
+    session_kpis_source,
+)
+from entities import customer, customer_product, product, session
 from feast import Entity, FeatureView, Field
 from feast.data_source import DataSource
 from feast.types import FeastType, Float64, Int64, String
 
-from feature_repo.features.tables import CUSTOMER_HISTORY, SESSION_KPIS, FeatureTable
+from feature_repo.features.tables import (
+    CUSTOMER_HISTORY,
+    CUSTOMER_PRODUCT_INTERACTIONS,
+    PRODUCT_DEMAND,
+    PRODUCT_RANKING,
+    SESSION_KPIS,
+    FeatureTable,
+)
 
 # Contract dtype -> Feast type; a column of any other dtype cannot be served and fails the import loudly.
 FEAST_TYPES: dict[str, FeastType] = {"string": String, "int64": Int64, "float64": Float64}
@@ -41,3 +54,14 @@ session_kpis = _feature_view(SESSION_KPIS, session, session_kpis_source, online=
 
 # Materialized daily into the online store for serving; the 2-day TTL tolerates one missed nightly run.
 customer_history = _feature_view(CUSTOMER_HISTORY, customer, customer_history_source, online=True)
+
+# Materialized daily for serving ranked lists; the 2-day TTL tolerates one missed nightly run.
+product_ranking = _feature_view(PRODUCT_RANKING, product, product_ranking_source, online=True)
+
+# Offline only: the recommender reads its training window's partitions; serving scores from the model's own state.
+customer_product_interactions = _feature_view(
+    CUSTOMER_PRODUCT_INTERACTIONS, customer_product, customer_product_interactions_source, online=False
+)
+
+# Offline only: the elasticity model reads its training window's days; price recommendations are written in batch.
+product_demand = _feature_view(PRODUCT_DEMAND, product, product_demand_source, online=False)

@@ -40,7 +40,7 @@ import pandas as pd
 
 from config.models import DriftConfig, get_models_config
 from config.settings import get_settings
-from feature_repo.features.tables import SESSION_KPIS
+from feature_repo.features.tables import CUSTOMER_HISTORY, PRODUCT_DEMAND, PRODUCT_RANKING, SESSION_KPIS
 
 logger = logging.getLogger(__name__)
 
@@ -60,9 +60,22 @@ COLUMN_KINDS: dict[str, ColumnKind] = {
     for c in SESSION_KPIS.columns
     if c.name not in _NOT_MONITORED
 }
+# the ranking model's product features (``product_ranking``): monitored when the caller names them
+COLUMN_KINDS.update({c.name: "categorical" if c.dtype == "string" else "numerical" for c in PRODUCT_RANKING.columns})
+# the recommender's interactions (``customer_product_interactions``), ids excluded: device mix and interaction depth
+COLUMN_KINDS.update({c: "numerical" for c in ("impressions", "clicks", "carts", "purchases", "strength")})
+# the promotion model's inputs (``customer_history``): counts, amounts, days and shares
+COLUMN_KINDS.update({c.name: "numerical" for c in CUSTOMER_HISTORY.columns})
+# the elasticity model's product days (``product_demand``): category and the 0/1 flags categorical, the rest numerical
+COLUMN_KINDS.update(
+    {
+        c.name: "categorical" if c.dtype == "string" or c.name in ("is_marked_down", "has_promotion") else "numerical"
+        for c in PRODUCT_DEMAND.columns
+    }
+)
 """Every column the monitor knows how to compare, and how. Extend it here (e.g. logged predictions)."""
 
-DEFAULT_COLUMNS: tuple[str, ...] = tuple(COLUMN_KINDS)
+DEFAULT_COLUMNS: tuple[str, ...] = tuple(c.name for c in SESSION_KPIS.columns if c.name not in _NOT_MONITORED)
 """What is monitored when the caller names no columns: the ``session_kpis`` features (customer_id excluded)."""
 
 

@@ -45,10 +45,13 @@ def draw_kpis(
     db_query = _lognormal(rng, 22.0, 0.4, n) * np.exp(0.8 * backend)
     fcp = ttfb + _lognormal(rng, 800.0, 0.25, n) * np.exp(0.8 * net + 0.3 * cpu)
     image_bytes = _lognormal(rng, 850.0, 0.45, n)
-    lcp = fcp + _lognormal(rng, 900.0, 0.35, n) * np.exp(0.6 * net + 0.3 * np.log(image_bytes / 850.0))
-    page_load = lcp + _lognormal(rng, 700.0, 0.4, n) * np.exp(0.5 * net + 0.2 * third_party)
+    # The largest element's own load and render delay (hero image, web font, client-side render) varies a lot
+    # from page to page and is what separates LCP from FCP in real RUM data; page load waits for only part of it.
+    hero = _lognormal(rng, 1000.0, 0.75, n) * np.exp(0.3 * net + 0.4 * np.log(image_bytes / 850.0))
+    lcp = fcp + hero
+    page_load = fcp + 0.35 * hero + _lognormal(rng, 1200.0, 0.4, n) * np.exp(0.5 * net + 0.2 * third_party)
     dom_content_loaded = fcp * rng.uniform(1.05, 1.4, n)
-    tti = lcp + _lognormal(rng, 500.0, 0.4, n) * np.exp(0.6 * cpu + 0.3 * third_party)
+    tti = fcp + _lognormal(rng, 1100.0, 0.4, n) * np.exp(0.6 * cpu + 0.3 * third_party)
     inp = _lognormal(rng, 170.0, 0.35, n) * np.exp(0.9 * cpu + 0.2 * third_party) * _heavy_tail(rng, n, 0.01)
     tbt = _lognormal(rng, 220.0, 0.25, n) * np.power(inp / 170.0, 0.9)
     long_tasks = rng.poisson(np.clip(tbt / 90.0, 0.0, 200.0))
@@ -62,7 +65,7 @@ def draw_kpis(
     payment = 0.6 * checkout + _lognormal(rng, 550.0, 0.35, n)
     recommendation = _lognormal(rng, 120.0, 0.4, n) * np.exp(0.5 * backend)
     js_errors = rng.poisson(0.8 * np.exp(0.9 * rng.standard_normal(n) + 0.5 * third_party))
-    http_5xx = rng.poisson(0.25 * np.exp(1.5 * np.clip(backend, -1.0, 2.0)))
+    http_5xx = rng.poisson(0.55 * np.exp(1.5 * np.clip(backend, -1.0, 2.0)))
     http_4xx = rng.poisson(0.25, n)
     page_weight = image_bytes + _lognormal(rng, 1100.0, 0.35, n)
     cdn_hit = rng.beta(18.0, 2.0, n)

@@ -59,8 +59,8 @@ PLANTED_KPI_EFFECTS: dict[str, tuple[float, str, float]] = {
     "inp_ms": (-0.60, "log", 200.0),
     "checkout_latency_ms": (-0.80, "log", 450.0),
     "search_latency_ms": (-0.45, "log", 250.0),
-    "js_error_count": (-0.25, "linear", 0.0),
-    "http_5xx_count": (-0.50, "linear", 0.0),
+    "js_error_count": (-0.35, "linear", 0.0),
+    "http_5xx_count": (-0.80, "linear", 0.0),
 }
 # Noise KPIs built from the same latent causes as a planted one (naive importance can credit them).
 CORRELATED_NOISE_KPIS: dict[str, str] = {
@@ -72,7 +72,7 @@ CORRELATED_NOISE_KPIS: dict[str, str] = {
     "payment_latency_ms": "checkout_latency_ms",
     "api_latency_ms": "search_latency_ms",
 }
-CHECKOUT_LOGIT_BASE = 0.0
+CHECKOUT_LOGIT_BASE = 0.4  # offsets the mean KPI penalties so the demo shop converts about 3.3% of sessions
 HISTORY_EFFECTS = {
     "log1p_prior_orders": 0.35,  # per log(1 + orders before this session)
     "log1p_days_since_last_order": -0.08,  # per log(1 + days); customers who never ordered use 365 days

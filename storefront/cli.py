@@ -10,7 +10,9 @@ from feature_repo.contract.data_dictionary import data_dictionary_command
 from feature_repo.contract.loader import load_export_command
 from feature_repo.expectations.validate import validate_command
 from feature_repo.features.jobs import build_features_command
+from monitoring.ab_readouts import ab_readout_command
 from monitoring.cli import drift_command
+from serving.cli import serve_command
 from simulator.cli import simulate_command
 from storefront.main_job import main_job_command
 from training.cli import train_command
@@ -34,7 +36,9 @@ for command in (
     build_features_command,
     train_command,
     drift_command,
+    ab_readout_command,
     main_job_command,
+    serve_command,
 ):
     main.add_command(command)
 

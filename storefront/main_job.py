@@ -6,8 +6,9 @@
 3. the initial history load: one run of the features DAG that covers the training window before the first
    night (``history_from``), so the first training set has the features of every session it holds;
 4. for each of the last ``nights`` dates: ``airflow dags test`` of the features DAG, then of the training DAG;
-5. a summary: what ran, how long each stage took (from Airflow's own task records), which model version is
-   champion and why (from the gate's record in MLflow), and where to look.
+   after the last night, the A/B readouts DAG;
+5. a summary: what ran, how long each stage took (from Airflow's own task records), which version of each model
+   is champion and why (from the gate's record in MLflow), the drift verdicts, and where to look.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import click
+from storefront_airflow.models import TRAINED_MODELS
 
 from config import get_settings
 from config.models import get_models_config
@@ -30,6 +32,13 @@ from simulator.shop import DriftSwitch, simulate
 from storefront.airflow_env import airflow_env, prepare_metadata_db, run_airflow
 
 log = logging.getLogger(__name__)
+
+# The feature tables a model with a longer training window than the others reads that far back: promotion joins
+# each offer of its 120-day window with the customer's history, elasticity fits 12 weeks of product demand.
+LONG_WINDOW_TABLES: dict[str, tuple[str, ...]] = {
+    "promotion": ("customer_history",),
+    "elasticity": ("product_demand",),
+}
 
 
 @dataclass
@@ -44,8 +53,9 @@ class StepTiming:
 class MainJobReport:
     steps: list[StepTiming] = field(default_factory=list)
     task_seconds: dict[str, list[float]] = field(default_factory=dict)
-    champion: dict | None = None
-    drift: dict | None = None
+    champions: dict[str, dict | None] = field(default_factory=dict)  # model -> its champion's gate record
+    drift: dict[str, dict | None] = field(default_factory=dict)  # model -> the last night's drift summary
+    readouts: Path | None = None  # the A/B readouts' index page of the last night
     wall_seconds: float = 0.0
     peak_rss_mb: float = 0.0
 
@@ -115,10 +125,18 @@ def run_main_job(
     began = time.perf_counter()
     logs = settings.var_root / "logs" / "main_job"
     first_night = end - dt.timedelta(days=nights - 1)
-    window = get_models_config().model("conversion").training_window_days
-    history_from = max(start, first_night - dt.timedelta(days=window))
-    if history_from == start:
-        log.warning("the simulated range starts inside the first training window: early nights train on less history")
+    models_config = get_models_config()
+    windows = {m: models_config.model(m).training_window_days for m in TRAINED_MODELS}
+    base_window = min(windows.values())
+    history_from = max(start, first_night - dt.timedelta(days=base_window))
+    # Models with a longer window need only their own tables that far back: one limited history run each.
+    long_history = [
+        (max(start, first_night - dt.timedelta(days=windows[m])), LONG_WINDOW_TABLES[m])
+        for m in sorted(windows, key=lambda m: -windows[m])
+        if windows[m] > base_window and m in LONG_WINDOW_TABLES
+    ]
+    if max(start, first_night - dt.timedelta(days=max(windows.values()))) == start:
+        log.warning("the simulated range starts inside a training window: early nights train on less history")
 
     if fresh or not (settings.raw_root / "_truth" / "truth.json").exists():
         drift = (DriftSwitch("slow_checkout", end - dt.timedelta(days=2)),)
@@ -128,9 +146,10 @@ def run_main_job(
     _timed(report, "airflow metadata database", lambda: prepare_metadata_db(env))
 
     def features(day: dt.date, conf: dict) -> None:
-        log_file = logs / f"features_{day}.log"
-        _timed(report, f"features DAG {day}" + (f" (history from {conf['history_from']})" if "history_from" in conf
-                                                 else ""),
+        log_file = logs / ("_".join(["features", day.isoformat(), *conf.get("tables", [])]) + ".log")
+        what = f" (history from {conf['history_from']}" if "history_from" in conf else ""
+        what += (f", {', '.join(conf['tables'])} only)" if "tables" in conf else ")") if what else ""
+        _timed(report, f"features DAG {day}{what}",
                lambda: run_airflow(["dags", "test", "storefront_features", day.isoformat(), "-c", json.dumps(conf)],
                                    env=env, log_file=log_file), log_file)
 
@@ -140,16 +159,31 @@ def run_main_job(
                lambda: run_airflow(["dags", "test", "storefront_training", day.isoformat()], env=env,
                                    log_file=log_file), log_file)
 
+    # Every table first (this writes each feature table's folder, which Feast's apply and materialize read), then
+    # the older dates of the longer windows, only for the tables that read that far back.
     last_history_day = first_night - dt.timedelta(days=1)
     if last_history_day >= history_from:
         features(last_history_day, {"history_from": history_from.isoformat()})
+    for long_from, tables in long_history:
+        long_to = history_from - dt.timedelta(days=1)
+        if long_to >= long_from:
+            features(long_to, {"history_from": long_from.isoformat(), "tables": list(tables)})
     for i in range(nights):
         day = first_night + dt.timedelta(days=i)
         features(day, {})
         training(day)
 
-    report.champion = _champion_summary("conversion")
-    report.drift = _latest_drift("conversion", end)
+    # The A/B readouts DAG runs on every features run in production; here once, on the last night, where every
+    # experiment of the demo range has reached its planned end (its final readout).
+    log_file = logs / f"ab_readouts_{end}.log"
+    _timed(report, f"A/B readouts DAG {end}",
+           lambda: run_airflow(["dags", "test", "storefront_ab_readouts", end.isoformat()], env=env,
+                               log_file=log_file), log_file)
+    index = settings.reports / "ab_readouts" / f"dt={end.isoformat()}" / "index.html"
+    report.readouts = index if index.exists() else None
+
+    report.champions = {model: _champion_summary(model) for model in TRAINED_MODELS}
+    report.drift = {model: _latest_drift(model, end) for model in TRAINED_MODELS}
     report.wall_seconds = time.perf_counter() - began
     return report
 
@@ -171,18 +205,21 @@ def render_summary(report: MainJobReport) -> str:
         for task, secs in sorted(report.task_seconds.items()):
             lines.append(f"{task:<58}{len(secs):>5}{sum(secs) / len(secs):>9.1f}{sum(secs):>9.1f}")
     lines.append("")
-    if report.champion:
-        c = report.champion
-        lines.append(f"champion: {c['model']} version {c['version']} (run {c['run_id']})")
+    for model, c in report.champions.items():
+        if c is None:
+            lines.append(f"{model} champion: none (no version passed the gate)")
+            continue
+        lines.append(f"{model} champion: version {c['version']} (run {c['run_id']})")
         lines.append(f"  why: {c['decision']}: {c['reason']} ({c['metric']} {c['score']}, "
                      f"previous champion {c['previous_champion_score']})")
-    else:
-        lines.append("champion: none (no model passed the gate)")
-    if report.drift:
-        d = report.drift
+    for model, d in report.drift.items():
+        if d is None:
+            continue
         drifted = ", ".join(str(c.get("column", c)) if isinstance(c, dict) else str(c) for c in d["drifted_columns"])
-        lines.append(f"drift {d.get('day')}: share {d.get('drift_share')}, alert {d.get('alert')}; drifted: "
-                     f"{drifted or 'none'}")
+        lines.append(f"{model} drift {d.get('day')}: share {d.get('drift_share')}, alert {d.get('alert')}; "
+                     f"drifted: {drifted or 'none'}")
+    if report.readouts:
+        lines.append(f"A/B readouts: {report.readouts}")
     lines += [
         "",
         f"wall time {report.wall_seconds:.1f} s; peak RSS of one process {report.peak_rss_mb:,.0f} MB",
@@ -190,7 +227,7 @@ def render_summary(report: MainJobReport) -> str:
         "where to look:",
         f"  MLflow UI:   .venv/bin/mlflow ui --backend-store-uri {settings.tracking_uri} "
         f"--default-artifact-root {settings.artifact_root}",
-        f"  drift:       {settings.reports / 'drift' / 'conversion'}",
+        f"  drift:       {settings.reports / 'drift'}/<model>/",
         f"  data docs:   {settings.reports / 'data_docs' / 'index.html'}",
         f"  quarantine:  {settings.quarantine_root}",
         f"  task logs:   {settings.var_root / 'logs' / 'main_job'} and {settings.var_root / 'airflow' / 'logs'}",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -41,6 +42,33 @@ def demo_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("demo") / "raw"
     simulate(dt.date(2026, 1, 1), dt.date(2026, 2, 14), out, seed=7, scale="demo")
     return out
+
+
+def clear_config_caches() -> None:
+    """Forget every settings object read from the environment (settings, models, experiments, validation)."""
+    from config.experiments import get_experiments_registry
+    from config.models import get_models_config
+    from config.settings import get_settings
+    from feature_repo.expectations.config import get_validation_config
+
+    for cached in (get_settings, get_models_config, get_experiments_registry, get_validation_config):
+        cached.cache_clear()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def isolated_storefront_environment() -> Iterator[None]:
+    """Every test module leaves the ``STOREFRONT_*`` environment and the config caches as it found them.
+
+    Module fixtures point the settings at private roots; one whose set-up fails before its own clean-up (or a
+    library call that exports variables, like ``feature_store()`` for Feast) would otherwise hand its roots to
+    every later module.
+    """
+    saved = {k: v for k, v in os.environ.items() if k.startswith("STOREFRONT_")}
+    yield
+    for key in [k for k in os.environ if k.startswith("STOREFRONT_") and k not in saved]:
+        del os.environ[key]
+    os.environ.update(saved)
+    clear_config_caches()
 
 
 @pytest.fixture(scope="session")

@@ -16,7 +16,7 @@ from config.cli_options import ISO_DATE
 
 logger = logging.getLogger(__name__)
 
-MODELS = ("conversion",)
+MODELS = ("conversion", "ranking", "elasticity", "recommendation")
 
 
 
@@ -62,6 +62,27 @@ def train_command(model: str, training_set: Path, day: dt.date, device: str | No
                     get_models_config().model(model).gate,
                 )
                 summary["gate"] = decision.to_dict()
+        elif model == "ranking":
+            from training.pipeline import gate_and_promote
+            from training.ranking import train_ranking
+
+            summary = train_ranking(training_set, day, device=device).to_dict()
+            if gate:  # NDCG@20 with the NDCP@20 guardrail, as the nightly DAG does
+                summary["gate"] = gate_and_promote(model, summary)
+        elif model == "elasticity":
+            from training.elasticity import train_elasticity
+            from training.pipeline import gate_and_promote
+
+            summary = train_elasticity(training_set, day).to_dict()  # Newton on the CPU: no device to pick
+            if gate:  # forecast deviance with the sign guardrail, as the nightly DAG does
+                summary["gate"] = gate_and_promote(model, summary)
+        elif model == "recommendation":
+            from training.pipeline import gate_and_promote
+            from training.recommendation import train_recommendation
+
+            summary = train_recommendation(training_set, day, device=device).to_dict()
+            if gate:  # NDCG@10 with the Recall@20 guardrail, as the nightly DAG does
+                summary["gate"] = gate_and_promote(model, summary)
         else:  # pragma: no cover - click.Choice keeps this out
             raise click.BadParameter(f"unknown model {model!r}")
     except (DeviceUnavailableError, KeyError, ValueError) as err:

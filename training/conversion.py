@@ -38,7 +38,7 @@ from torch import nn
 
 from config.models import DriftConfig, KpiImpactConfig, ModelConfig, ModelsConfig, get_models_config
 from config.settings import REPO_ROOT, get_settings
-from feature_repo.contract.schema import KPI_NAMES
+from feature_repo.contract.schema import KPI_NAMES, SESSIONS
 from feature_repo.features.tables import CUSTOMER_HISTORY, EVENT_TIMESTAMP, SESSION_KPIS
 from training import conversion_pyfunc, registry
 from training.conversion_pyfunc import ConversionMLP, ConversionPreprocessor, predict_proba, save_model_files
@@ -56,6 +56,7 @@ ID_COLUMNS = ("session_id", "customer_id", EVENT_TIMESTAMP)
 CATEGORICAL_COLUMNS = ("device", "channel")
 FLAG_COLUMNS = ("is_anonymous",)
 KPI_COLUMNS = KPI_NAMES
+COUNT_KPI_COLUMNS = tuple(c.name for c in SESSIONS.columns if c.name in KPI_NAMES and c.unit == "count")
 HISTORY_COLUMNS = tuple(CUSTOMER_HISTORY.column_names)
 SESSION_FEATURES = tuple(c for c in SESSION_KPIS.column_names if c != "customer_id")
 FEATURE_COLUMNS = (*SESSION_FEATURES, *HISTORY_COLUMNS)  # what the pyfunc takes, in the training set's order
@@ -201,7 +202,12 @@ def split_by_time(
 # --- model ---------------------------------------------------------------------------------------------------------
 def fit_preprocessor(train: pd.DataFrame) -> ConversionPreprocessor:
     return ConversionPreprocessor.fit(
-        train, list(KPI_COLUMNS), list(HISTORY_COLUMNS), list(FLAG_COLUMNS), list(CATEGORICAL_COLUMNS)
+        train,
+        list(KPI_COLUMNS),
+        list(HISTORY_COLUMNS),
+        list(FLAG_COLUMNS),
+        list(CATEGORICAL_COLUMNS),
+        count_columns=COUNT_KPI_COLUMNS,
     )
 
 

@@ -33,6 +33,8 @@ class ConversionPreprocessor:
     """Raw feature columns -> float32 matrix, fitted on the training rows only.
 
     * KPIs (non-negative, heavy-tailed): ``log1p``, then standardized; a missing value becomes the training mean.
+      Count KPIs (``count_columns``: errors, long tasks) are standardized as counts, without the log: an effect
+      per error is linear in the count, and ``log1p`` would bend a 5% change of a count of 1 into a 2.5% one.
     * history columns (null means no history, e.g. anonymous): a 0/1 null indicator per column, then
       ``log1p``, standardized, nulls filled with the training mean (0 after standardizing);
     * categoricals: one-hot over the training categories plus an unknown bucket (unseen values and nulls);
@@ -48,6 +50,7 @@ class ConversionPreprocessor:
     kpi_std: tuple[float, ...]
     history_mean: tuple[float, ...]
     history_std: tuple[float, ...]
+    count_columns: tuple[str, ...] = ()  # the KPIs among kpi_columns that enter as counts, not log1p
 
     @classmethod
     def fit(
@@ -57,8 +60,12 @@ class ConversionPreprocessor:
         history_columns: list[str],
         flag_columns: list[str],
         categorical_columns: list[str],
+        count_columns: list[str] | tuple[str, ...] = (),
     ) -> "ConversionPreprocessor":
-        kpi = _log1p(frame, kpi_columns)
+        unknown = [c for c in count_columns if c not in kpi_columns]
+        if unknown:
+            raise KeyError(f"count column(s) {unknown} are not among the KPI columns")
+        kpi = _kpi_values(frame, kpi_columns, count_columns)
         hist = _log1p(frame, history_columns)
         return cls(
             kpi_columns=tuple(kpi_columns),
@@ -73,6 +80,7 @@ class ConversionPreprocessor:
             kpi_std=_nanstd(kpi),
             history_mean=_nanmean(hist),
             history_std=_nanstd(hist),
+            count_columns=tuple(count_columns),
         )
 
     @property
@@ -90,7 +98,7 @@ class ConversionPreprocessor:
         return [
             *(f"{c}={v}" for c, values in self._categorical() for v in (*values, UNKNOWN)),
             *self.flag_columns,
-            *(f"log1p_{c}" for c in self.kpi_columns),
+            *(c if c in self.count_columns else f"log1p_{c}" for c in self.kpi_columns),
             *(f"log1p_{c}" for c in self.history_columns),
             *(f"{c}_is_null" for c in self.history_columns),
         ]
@@ -108,7 +116,8 @@ class ConversionPreprocessor:
             blocks.append(np.eye(len(values) + 1, dtype=np.float32)[codes])
         for column in self.flag_columns:
             blocks.append(_numeric(frame[column]).fillna(0.0).to_numpy(np.float32).reshape(n, 1))
-        kpi = (_log1p(frame, list(self.kpi_columns)) - np.asarray(self.kpi_mean)) / np.asarray(self.kpi_std)
+        kpi = _kpi_values(frame, self.kpi_columns, self.count_columns)
+        kpi = (kpi - np.asarray(self.kpi_mean)) / np.asarray(self.kpi_std)
         blocks.append(np.nan_to_num(kpi, nan=0.0).astype(np.float32))
         history = pd.DataFrame(
             {c: frame[c] if c in frame.columns else np.nan for c in self.history_columns}, index=frame.index
@@ -141,6 +150,15 @@ def _log1p(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
         return np.zeros((len(frame), 0))
     values = np.column_stack([_numeric(frame[c]).to_numpy() for c in columns])
     return np.log1p(np.clip(values, 0.0, None))
+
+
+def _kpi_values(frame: pd.DataFrame, kpi_columns, count_columns) -> np.ndarray:
+    """The KPI block before standardizing: ``log1p`` of each KPI, the count KPIs as they are (negatives clipped)."""
+    values = _log1p(frame, list(kpi_columns))
+    for i, column in enumerate(kpi_columns):
+        if column in count_columns:
+            values[:, i] = np.clip(_numeric(frame[column]).to_numpy(), 0.0, None)
+    return values
 
 
 def _nanmean(values: np.ndarray) -> tuple[float, ...]:

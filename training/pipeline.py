@@ -11,12 +11,22 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from config import get_settings
-from config.models import get_models_config
+from config.models import GateConfig, get_models_config
+
+if TYPE_CHECKING:
+    from training.registry import Scorer
 
 log = logging.getLogger(__name__)
+
+
+class NothingToTrain(Exception):
+    """A model has no labelled rows for the date yet (its labels lag, e.g. a 10-week outcome window still open).
+
+    The nightly DAG skips the model's task group with this reason instead of failing the run; the champion stays.
+    """
 
 
 @dataclass(frozen=True)
@@ -28,6 +38,13 @@ class ModelStages:
     score_day: Callable[[dt.date], Path | None]  # the champion scores the date's entities
     label: str
     drift_feature_table: str  # the offline feature table whose date partition is compared with the reference
+    # How the gate scores a model on its holdout: ``gate_scorer(gate) -> scorer(model, holdout) -> float``.
+    # None: ``gate.metric`` as a binary metric of ``label`` (a P(positive) model).
+    gate_scorer: Callable[[GateConfig], Scorer] | None = None
+    # How the gate reads the holdout file a training run wrote [default: pandas.read_parquet].
+    read_holdout: Callable[[Path], Any] | None = None
+    # The drift_feature_table columns the drift report compares [default: monitoring.drift.DEFAULT_COLUMNS].
+    drift_columns: tuple[str, ...] | None = None
 
 
 def _conversion() -> ModelStages:
@@ -39,7 +56,65 @@ def _conversion() -> ModelStages:
                        drift_feature_table="session_kpis")
 
 
-MODELS: dict[str, Callable[[], ModelStages]] = {"conversion": _conversion}
+def _ranking() -> ModelStages:
+    from feature_repo.features.tables import PRODUCT_RANKING
+    from training.ranking import gate_scorer, read_holdout, score_ranking_day, train_ranking
+    from training.ranking_data import build_ranking_training_set
+
+    return ModelStages(build_ranking_training_set, train_ranking, score_ranking_day, label="grade",
+                       drift_feature_table=PRODUCT_RANKING.name, gate_scorer=gate_scorer, read_holdout=read_holdout,
+                       drift_columns=tuple(PRODUCT_RANKING.column_names))
+
+
+def _recommendation() -> ModelStages:
+    from feature_repo.features.tables import CUSTOMER_PRODUCT_INTERACTIONS
+    from training.recommendation import (
+        DRIFT_COLUMNS,
+        build_recommendation_training_set,
+        read_holdout,
+        recommendation_scorer,
+        score_recommendation_day,
+        train_recommendation,
+    )
+
+    return ModelStages(build_recommendation_training_set, train_recommendation, score_recommendation_day,
+                       label="product_id", drift_feature_table=CUSTOMER_PRODUCT_INTERACTIONS.name,
+                       gate_scorer=recommendation_scorer, read_holdout=read_holdout, drift_columns=DRIFT_COLUMNS)
+
+
+def _promotion() -> ModelStages:
+    from feature_repo.features.tables import CUSTOMER_HISTORY
+    from training.promotion import gate_scorer, read_holdout, train_promotion
+    from training.promotion_data import build_promotion_training_set
+    from training.promotion_policy import score_promotion_day
+
+    return ModelStages(build_promotion_training_set, train_promotion, score_promotion_day, label="margin_10w",
+                       drift_feature_table=CUSTOMER_HISTORY.name, gate_scorer=gate_scorer, read_holdout=read_holdout,
+                       drift_columns=tuple(CUSTOMER_HISTORY.column_names))
+
+
+def _elasticity() -> ModelStages:
+    from feature_repo.features.tables import PRODUCT_DEMAND
+    from training.elasticity import (
+        DRIFT_COLUMNS,
+        build_elasticity_training_set,
+        demand_scorer,
+        score_elasticity_day,
+        train_elasticity,
+    )
+
+    return ModelStages(build_elasticity_training_set, train_elasticity, score_elasticity_day, label="units",
+                       drift_feature_table=PRODUCT_DEMAND.name, gate_scorer=demand_scorer,
+                       drift_columns=DRIFT_COLUMNS)
+
+
+MODELS: dict[str, Callable[[], ModelStages]] = {
+    "conversion": _conversion,
+    "ranking": _ranking,
+    "recommendation": _recommendation,
+    "promotion": _promotion,
+    "elasticity": _elasticity,
+}
 
 
 def stages(model: str) -> ModelStages:
@@ -62,12 +137,22 @@ def train_challenger(model: str, training_set: str | Path, day: dt.date) -> dict
 
 def gate_and_promote(model: str, challenger: dict[str, Any]) -> dict[str, Any]:
     """Score challenger and champion on the challenger's holdout; move ``champion`` only if the gate passes."""
-    from training.conversion import read_holdout
+    import pandas as pd
+
     from training.registry import promote_if_better
 
+    model_stages = stages(model)
     gate = get_models_config().model(model).gate
-    holdout = read_holdout(Path(challenger["holdout_path"]))
-    decision = promote_if_better(model, str(challenger["model_version"]), holdout, gate, label=stages(model).label)
+    read = model_stages.read_holdout or pd.read_parquet
+    holdout = read(Path(challenger["holdout_path"]))
+    scorer = model_stages.gate_scorer(gate) if model_stages.gate_scorer else None
+    guardrail_scorer = None
+    if gate.guardrail is not None and model_stages.gate_scorer:  # the model's own scorer, for the guardrail metric
+        guardrail_scorer = model_stages.gate_scorer(gate.model_copy(update={"metric": gate.guardrail.metric}))
+    decision = promote_if_better(
+        model, str(challenger["model_version"]), holdout, gate, label=model_stages.label, scorer=scorer,
+        guardrail_scorer=guardrail_scorer,
+    )
     log.info("gate %s v%s: %s (%s)", model, challenger["model_version"], decision.decision, decision.reason)
     return decision.to_dict()
 
@@ -98,7 +183,8 @@ def drift_report(model: str, day: dt.date) -> dict[str, Any]:
     reference_path = download_artifact(f"runs:/{version.run_id}/reference/reference_sample.parquet")
     reference = pd.read_parquet(reference_path)
     current = read_feature_partition(get_settings().features_root, stages(model).drift_feature_table, day).to_pandas()
-    result = evidently_report(reference, current, day=day, model=model)
+    columns = stages(model).drift_columns
+    result = evidently_report(reference, current, day=day, model=model, columns=list(columns) if columns else None)
     log_drift_to_mlflow(result, str(version.version))
     alert = route_drift_alert(result)
     log.info(drift_summary_line(result))

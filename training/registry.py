@@ -48,6 +48,11 @@ DECISION_ARTIFACT_DIR = "gate"
 Scorer = Callable[[PyFuncModel, pd.DataFrame], float]
 
 
+class ScoreRefused(ValueError):
+    """A scorer's guardrail refuses the model (e.g. wrong-signed elasticities): the gate rejects the challenger
+    and records this message as its reason, instead of failing the task."""
+
+
 # --- set-up --------------------------------------------------------------------------------------------------------
 def configure_mlflow() -> MlflowClient:
     """Point MLflow at ``settings.tracking_uri`` (tracking and registry) and return a client for it.
@@ -183,6 +188,21 @@ def tabular_signature(
     return ModelSignature(inputs=Schema(cols), outputs=Schema([TensorSpec(np.dtype("float64"), (-1,), output_name)]))
 
 
+def frame_signature(
+    numeric_columns: list[str],
+    optional_columns: list[str],
+    outputs: Mapping[str, str],
+    string_columns: list[str] | None = None,
+) -> ModelSignature:
+    """A DataFrame-in, DataFrame-out signature; ``outputs`` maps each output column to ``double`` or ``string``.
+
+    Inputs are typed as in :func:`tabular_signature`.
+    """
+    cols = [ColSpec("string", c, required=c not in optional_columns) for c in string_columns or []]
+    cols += [ColSpec("double", c, required=c not in optional_columns) for c in numeric_columns]
+    return ModelSignature(inputs=Schema(cols), outputs=Schema([ColSpec(kind, name) for name, kind in outputs.items()]))
+
+
 def pinned_requirement(package: str) -> str:
     """``package==<installed version>`` without a local build tag (``torch==2.13.0``, never ``2.13.0+cpu``)."""
     return f"{package}=={installed_version(package).split('+')[0]}"
@@ -223,6 +243,11 @@ def champion(name: str) -> ModelVersion | None:
 
 def model_version(name: str, version: str | int) -> ModelVersion:
     return configure_mlflow().get_model_version(name, str(version))
+
+
+def set_alias(name: str, version: str | int, alias: str = CHAMPION) -> None:
+    """Point ``name@alias`` at ``version`` by hand, outside the gate: an operator's rollback (serving follows)."""
+    configure_mlflow().set_registered_model_alias(name, alias, str(version))
 
 
 def load_model(uri: str) -> PyFuncModel:
@@ -287,16 +312,25 @@ class GateDecision:
     promoted: bool
     reason: str
     holdout_rows: int
+    # the optional guardrail (GateConfig.guardrail): a second metric the challenger may not lose by much
+    guardrail_metric: str | None = None
+    guardrail_max_loss: float | None = None
+    challenger_guardrail: float | None = None
+    champion_guardrail: float | None = None
 
     @property
     def decision(self) -> str:
         return "promoted" if self.promoted else "rejected"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"decision": self.decision, **asdict(self)}
+        # JSON-safe for XCom: a refused challenger's score is NaN, which JSON cannot carry (null instead)
+        return {
+            "decision": self.decision,
+            **{k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in asdict(self).items()},
+        }
 
     def tags(self) -> dict[str, str]:
-        return {
+        tags = {
             "gate.decision": self.decision,
             "gate.reason": self.reason,
             "gate.metric": self.metric,
@@ -305,6 +339,13 @@ class GateDecision:
             "gate.champion_version": self.champion_version or "none",
             "gate.holdout_rows": str(self.holdout_rows),
         }
+        if self.guardrail_metric is not None:
+            tags["gate.guardrail.metric"] = self.guardrail_metric
+            tags["gate.guardrail.challenger_score"] = f"{self.challenger_guardrail:.6f}"
+            tags["gate.guardrail.champion_score"] = (
+                "none" if self.champion_guardrail is None else f"{self.champion_guardrail:.6f}"
+            )
+        return tags
 
 
 def _decide(
@@ -333,6 +374,23 @@ def _decide(
     return True, f"{compared}: passes the floor {gate.floor:.4f}"
 
 
+def _check_guardrail(
+    gate: GateConfig, promoted: bool, reason: str, challenger: float, champion: float | None
+) -> tuple[bool, str]:
+    """The gate's verdict after the guardrail: a promotion stands only if the guardrail metric holds too."""
+    guard = gate.guardrail
+    assert guard is not None
+    m = guard.metric
+    if not math.isfinite(challenger):
+        return False, f"{reason}; guardrail {m} is not a number ({challenger})"
+    if champion is None:
+        return promoted, f"{reason}; guardrail {m} {challenger:.4f} (first model: nothing to guard)"
+    compared = f"guardrail {m} {challenger:.4f} vs champion {champion:.4f} ({challenger - champion:+.4f})"
+    if guard.holds(challenger, champion):
+        return promoted, f"{reason}; {compared}: within the allowed loss {guard.max_loss:.4f}"
+    return False, f"{reason}; {compared}: loses more than the allowed {guard.max_loss:.4f}"
+
+
 def promote_if_better(
     name: str,
     challenger_version: str,
@@ -341,6 +399,7 @@ def promote_if_better(
     *,
     label: str = "converted",
     scorer: Scorer | None = None,
+    guardrail_scorer: Scorer | None = None,
 ) -> GateDecision:
     """Score challenger and champion on ``holdout``, move ``name@champion`` only if the challenger passes ``gate``.
 
@@ -352,6 +411,9 @@ def promote_if_better(
         label: the label column for the default binary scorer.
         scorer: ``scorer(model, holdout) -> score`` for models that are not binary classifiers
             [default: ``gate.metric`` as a binary metric of ``label``].
+        guardrail_scorer: the same for ``gate.guardrail.metric`` when the gate has a guardrail [default: that
+            metric as a binary metric of ``label``]. With a guardrail, a challenger that passes the gate is still
+            rejected when it loses more than ``guardrail.max_loss`` of that metric against the champion.
 
     A rejected challenger gets the ``challenger`` alias; the champion alias is left where it was. Every decision
     is recorded as ``gate.*`` tags on the model version and its run and as ``gate/decision-v<version>.json`` in the
@@ -364,19 +426,40 @@ def promote_if_better(
     if holdout.empty:
         raise ValueError(f"the holdout for {name} v{challenger_version} is empty: the gate cannot run")
 
-    challenger_score = score(load_model(model_version_uri(name, challenger_version)), holdout)
+    challenger_model = load_model(model_version_uri(name, challenger_version))
+    refusal = None
+    try:
+        challenger_score = score(challenger_model, holdout)
+    except ScoreRefused as err:  # the scorer's own guardrail: the challenger is rejected with its reason
+        challenger_score, refusal = math.nan, str(err)
     current = champion(name)
     champion_version = champion_score = None
+    champion_model = None
     if current is not None and str(current.version) == challenger_version:
         champion_version, champion_score = challenger_version, challenger_score
     elif current is not None:
         champion_version = str(current.version)
-        champion_score = score(load_model(model_version_uri(name, champion_version)), holdout)
+        champion_model = load_model(model_version_uri(name, champion_version))
+        champion_score = score(champion_model, holdout)
 
     if champion_version == challenger_version:
         promoted, reason = False, f"v{challenger_version} already is the champion; nothing to do"
     else:
         promoted, reason = _decide(gate, challenger_score, champion_version, champion_score)
+    if refusal is not None:
+        promoted, reason = False, f"refused before scoring {gate.metric}: {refusal}"
+    guard: dict[str, Any] = {}
+    if gate.guardrail is not None and champion_version != challenger_version:
+        guard_score = guardrail_scorer or binary_scorer(gate.guardrail.metric, label)
+        challenger_guard = guard_score(challenger_model, holdout)
+        champion_guard = None if champion_model is None else guard_score(champion_model, holdout)
+        promoted, reason = _check_guardrail(gate, promoted, reason, challenger_guard, champion_guard)
+        guard = {
+            "guardrail_metric": gate.guardrail.metric,
+            "guardrail_max_loss": gate.guardrail.max_loss,
+            "challenger_guardrail": challenger_guard,
+            "champion_guardrail": champion_guard,
+        }
     decision = GateDecision(
         model_name=name,
         challenger_version=challenger_version,
@@ -390,6 +473,7 @@ def promote_if_better(
         promoted=promoted,
         reason=reason,
         holdout_rows=len(holdout),
+        **guard,
     )
 
     if promoted:

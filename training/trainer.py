@@ -64,6 +64,19 @@ class LoopConfig:
     # 0.07 s with 1 thread and 0.85-1.5 s with 2 on a loaded 2-core box. None keeps torch's setting.
     cpu_threads: int | None = 1
 
+    @classmethod
+    def from_hyperparameters(cls, hp: Mapping[str, Any]) -> LoopConfig:
+        """The loop settings of one grid point (``learning_rate``, ``batch_size``, ``max_epochs``, ``patience``,
+        ``seed`` required; ``weight_decay`` optional); other keys belong to the model and are ignored here."""
+        return cls(
+            learning_rate=float(hp["learning_rate"]),
+            weight_decay=float(hp.get("weight_decay", 0.0)),
+            batch_size=int(hp["batch_size"]),
+            max_epochs=int(hp["max_epochs"]),
+            patience=int(hp["patience"]),
+            seed=int(hp["seed"]),
+        )
+
 
 @dataclass(frozen=True)
 class EpochRecord:

@@ -43,12 +43,39 @@ class FeatureBuild(NamedTuple):
 
 
 def _feature_builds() -> dict[str, FeatureBuild]:
-    from feature_repo.features import customer_history, session_kpis
+    from feature_repo.features import (
+        customer_history,
+        customer_product_interactions,
+        product_demand,
+        product_ranking,
+        session_kpis,
+    )
 
     return {
         "session_kpis": FeatureBuild(session_kpis.input_days, session_kpis.build_session_kpis),
         "customer_history": FeatureBuild(customer_history.input_days, customer_history.build_customer_history),
+        "product_ranking": FeatureBuild(product_ranking.input_days, product_ranking.build_product_ranking),
+        "customer_product_interactions": FeatureBuild(
+            customer_product_interactions.input_days,
+            customer_product_interactions.build_customer_product_interactions,
+        ),
+        "product_demand": FeatureBuild(product_demand.input_days, product_demand.build_product_demand),
     }
+
+
+def raw_tables_read(tables: list[str], day: dt.date, *, raw_root: Path | None = None) -> list[str]:
+    """The raw tables the builds of ``tables`` read for ``day`` (what the raw gate must check before them).
+
+    Raises MissingRawPartitionError when one of their input partitions is absent.
+    """
+    from config.settings import get_settings
+
+    builds = _feature_builds()
+    unknown = [n for n in tables if n not in builds]
+    if unknown:
+        raise ValueError(f"unknown feature table(s) {unknown}; defined: {', '.join(builds)}")
+    root = Path(raw_root) if raw_root is not None else get_settings().raw_root
+    return sorted({raw for name in tables for raw in builds[name].input_days(root, day)})
 
 
 def build_features(

@@ -10,3 +10,10 @@ DAILY_FEATURES = Asset(
     group="storefront",
     extra={"what": "offline feature partitions of a date, validated and materialized into the online store"},
 )
+
+AB_READOUTS = Asset(
+    name="storefront_ab_readouts",
+    uri="file:///storefront/reports/ab_readouts",
+    group="storefront",
+    extra={"what": "the A/B readouts of a date: one record and page per experiment, and the index"},
+)

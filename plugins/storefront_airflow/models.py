@@ -3,4 +3,4 @@
 from __future__ import annotations
 
 # conversion lands first; ranking, recommendation, elasticity and promotion join with their issues.
-TRAINED_MODELS: tuple[str, ...] = ("conversion",)
+TRAINED_MODELS: tuple[str, ...] = ("conversion", "recommendation", "promotion", "ranking", "elasticity")

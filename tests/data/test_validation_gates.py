@@ -296,7 +296,7 @@ def test_feature_partitions_pass_and_an_out_of_range_value_fails(settings: Setti
     _write_like_spark(kpis, partition_path("features", "session_kpis", DAY))
     _write_like_spark(_customer_history(DAY), partition_path("features", "customer_history", DAY))
 
-    outcomes = validate_day("features", DAY)
+    outcomes = validate_day("features", DAY, tables=["session_kpis", "customer_history"])  # the others: own tests
     assert all(o.success for o in outcomes), [o.summary() for o in outcomes]
     assert {o.table: o.rows for o in outcomes} == {"session_kpis": kpis.num_rows, "customer_history": 300}
 

@@ -111,7 +111,8 @@ def test_scheduler_catches_up_a_date_range_and_triggers_training(tmp_path: Path,
     """Unpaused with a bounded schedule, the scheduler runs every date (a backfill) and the asset triggers training.
 
     The training window's history is loaded first with one ``dags test`` run (as the main job does), so the
-    asset-triggered training runs have features for every session of their window.
+    asset-triggered training runs have features for every session of their window. Every trained model's window
+    is shrunk to fit the 9 simulated days (6 days, the last 2 the holdout) and its search to one small fit.
     """
     import sqlalchemy
     import yaml
@@ -125,6 +126,11 @@ def test_scheduler_catches_up_a_date_range_and_triggers_training(tmp_path: Path,
     conversion = models["models"]["conversion"]
     conversion.update(training_window_days=6, holdout_days=2)
     conversion["hyperparameters"].update(hidden_sizes=[[8]], learning_rate=[0.003], max_epochs=2, validation_days=1)
+    for name in ("ranking", "recommendation", "elasticity"):  # promotion skips: no 70-day outcome window closed
+        models["models"][name].update(training_window_days=6, holdout_days=2)
+    models["models"]["ranking"]["hyperparameters"].update(hidden_sizes=[8], max_epochs=2)
+    models["models"]["ranking"]["ranking"].update(validation_days=1, propensity_window_days=4, max_lists_per_day=200)
+    models["models"]["recommendation"]["hyperparameters"].update(dim=8, max_epochs=2, validation_days=1)
     (tmp_path / "models.yaml").write_text(yaml.safe_dump(models))
     port = _free_port()
     env = _env(
@@ -139,7 +145,16 @@ def test_scheduler_catches_up_a_date_range_and_triggers_training(tmp_path: Path,
     )
     _airflow(["db", "migrate"], env)
     _airflow(["dags", "reserialize"], env)
-    _airflow(["dags", "test", "storefront_features", "2026-01-03", "-c", '{"history_from": "2025-12-28"}'], env)
+    # The history run's date is before the schedule's start: with that start a run of 2026-01-03 has no task
+    # instances and "succeeds" at once. So this one run sees the schedule start at the history's first date, and
+    # reserializing with the test's start puts the next scheduled run back at ``first``.
+    history_env = {**env, "STOREFRONT_PIPELINE_START_DATE": "2025-12-28"}
+    _airflow(["dags", "test", "storefront_features", "2026-01-03", "-c", '{"history_from": "2025-12-28"}'],
+             history_env)
+    _airflow(["dags", "reserialize"], env)
+    assert sorted(p.name for p in (var / "lake" / "features" / "session_kpis").iterdir()) == [
+        f"dt={dt.date(2025, 12, 28) + dt.timedelta(days=i)}" for i in range(7)
+    ]
     logs = tmp_path / "services"
     logs.mkdir()
     procs = [

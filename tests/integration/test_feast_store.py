@@ -12,8 +12,6 @@ Module runtime: about 25 s on an idle 2-core machine (Feast's import and Spark's
 from __future__ import annotations
 
 import datetime as dt
-import os
-import socket
 import struct
 import zlib
 from collections.abc import Iterator
@@ -32,6 +30,8 @@ from feature_repo.features.tables import (
     ANONYMOUS_CUSTOMER,
     CUSTOMER_HISTORY,
     EVENT_TIMESTAMP,
+    FEATURE_TABLES,
+    PRODUCT_RANKING,
     SESSION_KPIS,
     FeatureTable,
 )
@@ -112,6 +112,22 @@ def session_row(session_id: str) -> dict[str, Any]:
     return row
 
 
+# Every other feature table (the product ones): two keys with a row on D0 and a newer one on D1. Feast's apply and
+# materialize read every view's source folder, and the nightly Spark builds always write every table, so the lake
+# holds them all; values identify the row (key number, date) like the rows above.
+OTHER_TABLES = [t for t in FEATURE_TABLES.values() if t not in (SESSION_KPIS, CUSTOMER_HISTORY)]
+OTHER_KEYS, OTHER_DAYS = ("k1", "k2"), (D0, D1)
+
+
+def other_row(table: FeatureTable, key: str, day: dt.date) -> dict[str, Any]:
+    base = 1000 * int(key[1:]) + 100 * (day - D0).days
+    row: dict[str, Any] = {table.key: key, EVENT_TIMESTAMP: end_of(day)}
+    for i, col in enumerate(table.columns):
+        value = base + i
+        row[col.name] = {"string": f"{col.name}-{value}", "float64": value + 0.25}.get(col.dtype, value)
+    return row
+
+
 def hadoop_crc(data: bytes) -> bytes:
     """A Hadoop ChecksumFileSystem ``.crc`` file (CRC32 per 512 bytes); Spark verifies these when it reads."""
     return b"crc\x00" + struct.pack(">i", 512) + b"".join(
@@ -139,8 +155,11 @@ def write_partition(features_root: Path, table: FeatureTable, day: dt.date, rows
 
 @pytest.fixture(scope="module")
 def lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A lake root whose features/ holds the synthetic session_kpis and customer_history partitions."""
+    """A lake root whose features/ holds the synthetic partitions of every feature table."""
     root = tmp_path_factory.mktemp("lake")
+    for table in OTHER_TABLES:
+        for day in OTHER_DAYS:
+            write_partition(root / "features", table, day, [other_row(table, k, day) for k in OTHER_KEYS])
     for day in sorted({d for _, d in HISTORY}):
         write_partition(root / "features", CUSTOMER_HISTORY, day, [history_row(c, d) for c, d in HISTORY if d == day])
     for day in sorted({s[1].date() for s in SESSIONS.values()}):
@@ -193,6 +212,8 @@ def expected_history(session_id: str) -> dict[str, Any]:
 
 
 HISTORY_REFS = [f"{CUSTOMER_HISTORY.name}:{c}" for c in CUSTOMER_HISTORY.column_names]
+RANKING_REFS = [f"{PRODUCT_RANKING.name}:{c}" for c in PRODUCT_RANKING.column_names]
+RANKING_ROWS = [{PRODUCT_RANKING.key: k} for k in (*OTHER_KEYS, "k404")]
 
 
 # --- embedded profile -------------------------------------------------------------------------------------------
@@ -262,6 +283,11 @@ def test_materialize_is_idempotent_and_apply_can_run_again(store: ModuleType) ->
         for column in CUSTOMER_HISTORY.column_names:
             value = want.get(column)
             assert (pd.isna(record[column]) and value is None) or record[column] == value, (record, column)
+    # the other online view is loaded too: each product's D1 row, the newest of the interval; unknown: nulls
+    ranking = store.online_features(RANKING_REFS, RANKING_ROWS).set_index(PRODUCT_RANKING.key)
+    for key in OTHER_KEYS:
+        assert ranking.loc[key].to_dict() == {c: other_row(PRODUCT_RANKING, key, D1)[c] for c in ranking.columns}
+    assert ranking.loc["k404"].isna().all()
 
 
 def test_online_features_refuses_a_service_with_offline_only_views(store: ModuleType) -> None:
@@ -270,70 +296,6 @@ def test_online_features_refuses_a_service_with_offline_only_views(store: Module
 
 
 # --- production profile: Spark offline store, SQL registry on PostgreSQL, Redis online store -------------------------
-
-
-def _reachable(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
-@pytest.fixture
-def production_services() -> Iterator[dict[str, str]]:
-    """A fresh PostgreSQL database for the SQL registry and an empty, claimed Redis database number.
-
-    Yields the settings overrides (``feast_registry_url``, ``redis_connection``) and drops/flushes both after.
-    """
-    import psycopg2
-    import redis
-    from sqlalchemy.engine import make_url
-
-    defaults = get_settings.__wrapped__()  # the configured services, whatever the tests changed
-    registry_url = make_url(defaults.feast_registry_url)
-    redis_host, _, redis_port = defaults.redis_connection.split(",")[0].partition(":")
-    pg_host, pg_port = registry_url.host or "127.0.0.1", registry_url.port or 5432
-    if not _reachable(pg_host, pg_port):
-        pytest.skip(f"PostgreSQL not reachable at {pg_host}:{pg_port} (the SQL registry needs it)")
-    if not _reachable(redis_host, int(redis_port or 6379)):
-        pytest.skip(f"Redis not reachable at {redis_host}:{redis_port} (the production online store)")
-
-    database = f"storefront_feast_test_{os.getpid()}"
-    try:
-        admin = psycopg2.connect(
-            host=pg_host, port=pg_port, user=registry_url.username or "postgres", password=registry_url.password,
-            dbname="postgres", connect_timeout=5,
-        )
-    except psycopg2.OperationalError as err:
-        pytest.skip(f"PostgreSQL at {pg_host}:{pg_port} refused the test's connection: {err}")
-    admin.autocommit = True
-    with admin.cursor() as cur:
-        cur.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        cur.execute(f'CREATE DATABASE "{database}"')
-
-    claim_key, db_number, client = "storefront:feast-test-claim", None, None
-    for n in sorted(range(1, 16), key=lambda n: (n - os.getpid()) % 15):  # never db 0, where real data lives
-        candidate = redis.Redis(host=redis_host, port=int(redis_port or 6379), db=n, socket_timeout=5)
-        try:
-            if candidate.dbsize() == 0 and candidate.set(claim_key, os.getpid(), nx=True):
-                db_number, client = n, candidate
-                break
-        except redis.RedisError:  # fewer databases configured, or no access
-            continue
-    if client is None:
-        admin.close()
-        pytest.skip("no empty Redis database number (1..15) to claim for the test")
-    try:
-        yield {
-            "feast_registry_url": registry_url.set(database=database).render_as_string(hide_password=False),
-            "redis_connection": f"{redis_host}:{redis_port or 6379},db={db_number}",
-        }
-    finally:
-        client.flushdb()
-        with admin.cursor() as cur:
-            cur.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        admin.close()
 
 
 @pytest.fixture
@@ -371,7 +333,7 @@ def test_production_profile_serves_exactly_what_the_embedded_profile_serves(
 
     rows = [{"customer_id": c} for c in ("c1", "c2", "c3", ANONYMOUS_CUSTOMER, "c404")]
 
-    def run_nightly_loads() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    def run_nightly_loads() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
         """Apply, materialize D0 (read back), then D1 and D2 and the whole interval again (read back), train."""
         store.apply()
         store.materialize(dt.datetime.combine(D0, dt.time.min, UTC), end_of(D0))
@@ -380,20 +342,23 @@ def test_production_profile_serves_exactly_what_the_embedded_profile_serves(
             store.materialize(dt.datetime.combine(day, dt.time.min, UTC), end_of(day))
         store.materialize(dt.datetime.combine(D0, dt.time.min, UTC), end_of(D2))
         training = store.historical_features(entity_df(), "conversion_v1")
-        return after_d0, store.online_features(HISTORY_REFS, rows), training
+        ranking = store.online_features(RANKING_REFS, RANKING_ROWS)
+        return after_d0, store.online_features(HISTORY_REFS, rows), training, ranking
 
     use_settings(monkeypatch, tmp_path / "embedded", lake, profile="embedded")
-    sqlite_d0, sqlite_values, embedded_training = run_nightly_loads()
+    sqlite_d0, sqlite_values, embedded_training, sqlite_ranking = run_nightly_loads()
 
     use_settings(monkeypatch, tmp_path / "production", lake, profile="production", **production_services)
     assert store.feature_store().config.online_store.type == "redis"
     assert store.feature_store().config.registry.registry_type == "sql"
-    redis_d0, redis_values, production_training = run_nightly_loads()
+    redis_d0, redis_values, production_training, redis_ranking = run_nightly_loads()
 
     # after D0's load only D0's rows are online, in both stores, though the Spark session was left in Tokyo time
     assert sqlite_d0.set_index("customer_id").loc["c1", "orders_total"] == HISTORY[("c1", D0)] + 2
     pd.testing.assert_frame_equal(redis_d0, sqlite_d0, check_exact=True)
     pd.testing.assert_frame_equal(redis_values, sqlite_values, check_exact=True)
     assert redis_values[CUSTOMER_HISTORY.column_names].notna().any(axis=1).sum() == 3  # c1, c2, c3
+    pd.testing.assert_frame_equal(redis_ranking, sqlite_ranking, check_exact=True)
+    assert redis_ranking[PRODUCT_RANKING.column_names].notna().all(axis=1).tolist() == [True, True, False]
     # the Spark store returns the rows Dask drops and drops the time zone: the wrapper evens both out
     pd.testing.assert_frame_equal(production_training, embedded_training, check_exact=True)

@@ -51,7 +51,9 @@ def run(sessions: pd.DataFrame) -> tuple:
     mlp_grid = {
         **bench.MLP_GRID,
         "feature_set": "all",
+        "engineered": True,
         "hidden_sizes": [32, 16],
+        "dropout": 0.2,
         "weight_decay": 1e-4,
         "class_weight": "sqrt_balanced",
         "learning_rate": 3e-3,
@@ -62,6 +64,7 @@ def run(sessions: pd.DataFrame) -> tuple:
     lightgbm_grid = {
         **bench.LIGHTGBM_GRID,
         "feature_set": "all",
+        "engineered": True,
         "num_leaves": 7,
         "min_child_samples": 20,
         "num_boost_round": 60,
@@ -75,6 +78,7 @@ def run(sessions: pd.DataFrame) -> tuple:
         ensemble_seeds=(7, 8),
         inference_rows=2000,
         timing_seconds=0.05,
+        bootstrap_resamples=200,
     )
 
 
@@ -120,8 +124,12 @@ def test_result_structure(run: tuple) -> None:
     }
     assert all(v > 0 for v in result.inference_rows_per_second.values())
     assert result.roc_auc_gap == pytest.approx(result.metrics["mlp"]["roc_auc"] - result.metrics["lightgbm"]["roc_auc"])
+    low, high = result.intervals["mlp_roc_auc"]
+    assert low < result.metrics["mlp"]["roc_auc"] < high and high - low < 0.2
+    low, high = result.intervals["roc_auc_gap"]
+    assert low < result.roc_auc_gap < high
     text = "\n".join(bench.format_result(result) + bench.format_candidates(result))
-    assert "ROC-AUC" in text and "majority accuracy" in text and "rows / s" in text
+    assert "ROC-AUC" in text and "majority accuracy" in text and "rows / s" in text and "bootstrap" in text
     assert result.to_dict()["fit"]["mlp"]["samples_per_second"] > 0
 
 
@@ -132,6 +140,42 @@ def test_page_value_flag_follows_page_values(sessions: pd.DataFrame) -> None:
     zero = sessions[sessions["PageValues"] == 0].head(5)
     assert (features.transform(zero)[:, column] == 0).all()
     assert (features.transform(zero.assign(PageValues=10.0))[:, column] == 1).all()
+
+
+def test_engineered_columns_follow_the_raw_columns(sessions: pd.DataFrame) -> None:
+    """Ratios and totals are derived at transform time, for both models, and a zero denominator gives 0, not inf."""
+    plain = bench.SessionFeatures.fit(sessions, bench.FEATURE_SETS["visit"])
+    features = bench.SessionFeatures.fit(sessions, bench.FEATURE_SETS["visit"], engineered=True)
+    assert features.n_features == plain.n_features + len(bench.ENGINEERED_COLUMNS)
+    names = features.preprocessor.feature_names
+    assert all(f"log1p_{c}" in names for c in bench.ENGINEERED_COLUMNS)
+    assert not any(c in "".join(plain.preprocessor.feature_names) for c in bench.ENGINEERED_COLUMNS)
+
+    rows = sessions.head(3).assign(PageValues=30.0, ProductRelated=[0, 1, 10], ProductRelated_Duration=-1.0)
+    derived = bench._derive(rows)
+    assert derived["PageValues_per_product_page"].tolist() == [30.0, 30.0, 3.0]
+    assert (derived["ProductRelated_seconds_per_page"] == 0).all()  # the file's -1 durations count as 0
+    pages = rows["Administrative"] + rows["Informational"] + rows["ProductRelated"]
+    assert derived["Pages_total"].tolist() == pages.astype(float).tolist()
+    column = names.index("log1p_PageValues_per_product_page")
+    x = features.transform(rows)
+    assert np.isfinite(x).all() and x[0, column] == x[1, column] > x[2, column]
+
+    model = bench.LightGBMModel(None, ("Month",), {"Month": ["Nov"]}, 1, bench._numeric_columns(True))
+    matrix = model.matrix(rows)
+    assert matrix["PageValues_per_product_page"].tolist() == [30.0, 30.0, 3.0]
+    assert set(bench.ENGINEERED_COLUMNS) <= set(matrix.columns)
+
+
+def test_rank_roc_auc_is_sklearns() -> None:
+    """The batched AUC behind the bootstrap intervals agrees with scikit-learn, ties included, row by row."""
+    from sklearn.metrics import roc_auc_score
+
+    rng = np.random.default_rng(3)
+    y = (rng.random((4, 300)) < 0.2).astype(int)
+    score = np.round(rng.random((4, 300)) + 0.3 * y, 1)  # rounded: many ties
+    expected = [roc_auc_score(y[i], score[i]) for i in range(4)]
+    assert bench.rank_roc_auc(y, score) == pytest.approx(expected, abs=1e-12)
 
 
 def test_prior_correction_undoes_the_class_weight(sessions: pd.DataFrame) -> None:

@@ -81,6 +81,16 @@ def test_conversion_v1_reads_session_kpis_but_customer_id_and_all_of_customer_hi
     }
 
 
+def test_ranking_v1_reads_all_of_product_ranking_from_an_online_view(store_module: ModuleType) -> None:
+    from feature_repo.features.tables import PRODUCT_RANKING
+
+    repo = definitions(store_module)
+    (service,) = [s for s in repo.feature_services if s.name == "ranking_v1"]
+    projected = {p.name: [f.name for f in p.features] for p in service.feature_view_projections}
+    assert projected == {PRODUCT_RANKING.name: PRODUCT_RANKING.column_names}
+    assert {v.name: v.online for v in repo.feature_views}[PRODUCT_RANKING.name] is True
+
+
 def test_sources_point_at_the_table_folders_and_follow_the_profile(
     store_module: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:

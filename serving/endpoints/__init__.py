@@ -1,0 +1,1 @@
+"""One module per served model (and the admin and operations calls); each returns its FastAPI router."""

@@ -1,0 +1,106 @@
+"""``POST /v1/conversion/score``: P(a session converts), and the session KPIs that lower it most.
+
+The session's context and KPIs come with the request; the customer's history comes from the online store
+(``customer_history``, one read). Anonymous sessions and customers the store does not know are scored without
+history, as the model was trained to (history null); when the store is down, every session is scored that way
+and the response says so (``fallback: online_store_unavailable``).
+
+Which KPIs lower it: for each KPI the session reports, the champion scores the session again with that KPI at the
+median of the champion's training sessions (its logged reference sample), all else as sent. The difference is
+what this KPI costs the session against a typical one; the largest positive ones are returned. All the
+counterfactual rows go through the model in the same call as the session itself.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from fastapi import APIRouter, Response
+from mlflow.pyfunc import PyFuncModel
+
+from feature_repo.contract.schema import KPI_NAMES
+from serving.context import ServingContext, Timings, new_request_id
+from serving.features import customer_history
+from serving.schemas import PREDICTION_ERRORS, ConversionRequest, ConversionResponse, KpiImpact, ModelRef
+
+log = logging.getLogger(__name__)
+
+MODEL = "conversion"
+ENDPOINT = "/v1/conversion/score"
+REFERENCE_ARTIFACT = "reference/reference_sample.parquet"
+TOP_KPIS = 3
+
+
+def prepare_conversion(model: PyFuncModel, run_id: str) -> Mapping[str, Any]:
+    """The KPI reference values of a loaded champion: the medians of its training reference sample."""
+    from training.registry import download_artifact
+
+    try:
+        reference = pd.read_parquet(download_artifact(f"runs:/{run_id}/{REFERENCE_ARTIFACT}"))
+    except Exception as err:  # an older run without the sample: serve the score, explain no KPI
+        log.warning("conversion run %s has no %s (%s): no KPI attribution", run_id, REFERENCE_ARTIFACT, err)
+        return {"kpi_reference": {}}
+    medians = {k: float(reference[k].median()) for k in KPI_NAMES if k in reference and reference[k].notna().any()}
+    return {"kpi_reference": medians}
+
+
+def router(ctx: ServingContext) -> APIRouter:
+    api = APIRouter(tags=["conversion"])
+
+    @api.post(
+        ENDPOINT,
+        response_model=ConversionResponse,
+        summary="Conversion probability of a session, and the KPIs that lower it most",
+        responses=PREDICTION_ERRORS,
+    )
+    def score_session(request: ConversionRequest) -> Response:
+        timings = Timings()
+        loaded = ctx.champions[MODEL].require()
+        request_id = new_request_id()
+        status, history, seconds, fallback = customer_history(ctx.features, request.customer_id)
+        timings.add("feature_read", seconds)
+        kpis = request.kpis.model_dump()
+        session = {
+            "device": request.device,
+            "channel": request.channel,
+            "is_anonymous": 1.0 if status == "anonymous" else 0.0,
+            **{k: np.nan if v is None else float(v) for k, v in kpis.items()},
+            **{c: np.nan if v is None else float(v) for c, v in history.items()},
+        }
+        reference: Mapping[str, float] = loaded.extras.get("kpi_reference", {})
+        varied = [k for k, v in kpis.items() if v is not None and k in reference and reference[k] != v]
+        rows = [session] + [{**session, k: reference[k]} for k in varied]
+        with timings.stage("model"):
+            frame = pd.DataFrame(rows)
+            from training.registry import model_input
+
+            p = np.asarray(loaded.pyfunc.predict(model_input(loaded.pyfunc, frame)), dtype=np.float64).reshape(-1)
+        probability = float(p[0])
+        impacts = sorted(
+            (
+                KpiImpact(kpi=k, value=float(kpis[k]), reference=reference[k],
+                          probability_at_reference=float(q), impact=float(q) - probability)
+                for k, q in zip(varied, p[1:], strict=True)
+                if q > probability
+            ),
+            key=lambda i: -i.impact,
+        )[:TOP_KPIS]
+        body = ConversionResponse(
+            request_id=request_id,
+            model=ModelRef(name=MODEL, version=loaded.version),
+            fallback=fallback,
+            probability=probability,
+            customer_history=status,
+            kpis_lowering=impacts,
+        )
+        return ctx.answer(
+            ENDPOINT, body, timings, loaded, request_id=request_id, fallback=fallback,
+            features={"session_id": request.session_id, "customer_id": request.customer_id, **session},
+            outputs={"p_convert": probability, "kpis_lowering": [i.kpi for i in impacts]},
+        )
+
+    return api
