@@ -63,9 +63,15 @@ def storefront_training():
 
             @task(queue=training_queue())
             def train_challenger(day: str, training_set: str) -> dict:
+                from airflow.sdk.exceptions import AirflowSkipException
+
+                from training.pipeline import NothingToTrain
                 from training.pipeline import train_challenger as train
 
-                return train(model, training_set, dt.date.fromisoformat(day))
+                try:
+                    return train(model, training_set, dt.date.fromisoformat(day))
+                except NothingToTrain as reason:  # too little data to fit: skip the rest, keep the champion
+                    raise AirflowSkipException(str(reason)) from None
 
             @task
             def gate_and_promote(challenger: dict) -> dict:

@@ -38,7 +38,7 @@ from feature_repo.features.customer_history import end_of_day
 from feature_repo.features.tables import EVENT_TIMESTAMP, PRODUCT_DEMAND
 from training import elasticity_pyfunc, registry
 from training.datasets import training_window
-from training.elasticity_estimator import EstimatorConfig, estimate_elasticities, naive_loglog
+from training.elasticity_estimator import EstimatorConfig, NoElasticity, estimate_elasticities, naive_loglog
 from training.elasticity_pyfunc import INPUT_COLUMNS, DemandModel, save_demand_model
 from training.elasticity_report import write_report
 from training.price_recommendation import price_recommendations
@@ -302,7 +302,12 @@ def train_elasticity(
     split = split_by_time(frame, day, model_cfg.training_window_days, model_cfg.holdout_days)
     logger.info("elasticity %s: %s", day, split.describe())
 
-    estimate = estimate_elasticities(split.train, estimator_config(cfg))
+    try:
+        estimate = estimate_elasticities(split.train, estimator_config(cfg))
+    except NoElasticity as err:  # too little demand in the window (a new or tiny shop): skip, keep the champion
+        from training.pipeline import NothingToTrain
+
+        raise NothingToTrain(f"elasticity {day}: {err}") from None
     model = estimate.model
     naive = naive_loglog(split.train, tuple(cfg.group_columns), cfg.confidence)
     groups = list(cfg.group_columns)

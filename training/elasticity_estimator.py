@@ -232,6 +232,10 @@ def _log_ratio_by_product(units: torch.Tensor, offset: torch.Tensor, product: to
     return torch.log(y.clamp(min=1e-3) / e)
 
 
+class NoElasticity(ValueError):
+    """No group's elasticity could be estimated from the rows (too few units sold, or no fit converged)."""
+
+
 def week_folds(dates: pd.Series, n_folds: int) -> np.ndarray:
     """Fold of each row: its Monday-based calendar week, counted from the earliest row's, modulo ``n_folds``."""
     days = pd.to_datetime(dates).to_numpy().astype("datetime64[D]").astype(np.int64)
@@ -366,7 +370,7 @@ def estimate_elasticities(frame: pd.DataFrame, config: EstimatorConfig | None = 
     finally:
         torch.set_num_threads(previous_threads)
     if not fits:
-        raise ValueError(f"no group of {config.group_columns} sold {config.min_units:g} units: no elasticity at all")
+        raise NoElasticity(f"no group of {config.group_columns} sold {config.min_units:g} units: no elasticity at all")
     groups = [g for g in groups if g in fits]
 
     z = float(stats.norm.ppf(0.5 + config.confidence / 2))

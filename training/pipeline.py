@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 
 
 class NothingToTrain(Exception):
-    """A model has no labelled rows for the date yet (its labels lag, e.g. a 10-week outcome window still open).
+    """A model has no labelled rows for the date yet (its labels lag, e.g. a 10-week outcome window still open),
+    or too little data in its window to fit (raised from its train stage).
 
     The nightly DAG skips the model's task group with this reason instead of failing the run; the champion stays.
     """
