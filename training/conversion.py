@@ -37,7 +37,7 @@ import torch
 from torch import nn
 
 from config.models import DriftConfig, KpiImpactConfig, ModelConfig, ModelsConfig, get_models_config
-from config.settings import REPO_ROOT, get_settings
+from config.settings import get_settings
 from feature_repo.contract.schema import KPI_NAMES, SESSIONS
 from feature_repo.features.tables import CUSTOMER_HISTORY, EVENT_TIMESTAMP, SESSION_KPIS
 from training import conversion_pyfunc, registry
@@ -428,15 +428,7 @@ def train_conversion(
     )
     holdout = split.holdout[[*ID_COLUMNS, LABEL, *FEATURE_COLUMNS]]
 
-    tags = {
-        "model": MODEL_NAME,
-        "feature_service": model_cfg.feature_service,
-        "data_interval_start": dt.datetime.combine(split.window_start, dt.time(), dt.UTC).isoformat(),
-        "data_interval_end": dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.UTC).isoformat(),
-        "run_date": day.isoformat(),
-        "git_commit": registry.git_commit(REPO_ROOT),
-        "device": str(torch_device),
-    }
+    tags = registry.run_tags(MODEL_NAME, model_cfg.feature_service, split.window_start, day, device=str(torch_device))
     with (
         tempfile.TemporaryDirectory() as tmp,
         registry.training_run(MODEL_NAME, f"{MODEL_NAME}-{day.isoformat()}", tags) as run,

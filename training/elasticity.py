@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 
 from config.models import ElasticityConfig, GateConfig, ModelConfig, ModelsConfig, get_models_config
-from config.settings import REPO_ROOT, get_settings
+from config.settings import get_settings
 from feature_repo.contract import lake
 from feature_repo.contract.schema import CATALOG
 from feature_repo.features.customer_history import end_of_day
@@ -324,14 +324,7 @@ def train_elasticity(
         logger.warning("elasticity %s: wrong-signed elasticities (the gate will refuse this model): %s", day, wrong)
 
     settings = get_settings()
-    tags = {
-        "model": MODEL_NAME,
-        "feature_service": model_cfg.feature_service,
-        "data_interval_start": dt.datetime.combine(split.window_start, dt.time(), dt.UTC).isoformat(),
-        "data_interval_end": dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.UTC).isoformat(),
-        "run_date": day.isoformat(),
-        "git_commit": registry.git_commit(REPO_ROOT),
-    }
+    tags = registry.run_tags(MODEL_NAME, model_cfg.feature_service, split.window_start, day)
     reference = split.train.sample(n=min(config.drift.reference_sample_rows, len(split.train)), random_state=cfg.seed)
     reference = reference.sort_index()[[EVENT_TIMESTAMP, *FEATURE_COLUMNS]]
     with (

@@ -13,6 +13,7 @@ artifact. A model that does not pass never becomes champion.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import math
@@ -36,7 +37,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.types import ColSpec, DataType, Schema, TensorSpec
 
 from config.models import GateConfig
-from config.settings import get_settings
+from config.settings import REPO_ROOT, get_settings
 from training.metrics import binary_metric
 
 logger = logging.getLogger(__name__)
@@ -206,6 +207,22 @@ def frame_signature(
 def pinned_requirement(package: str) -> str:
     """``package==<installed version>`` without a local build tag (``torch==2.13.0``, never ``2.13.0+cpu``)."""
     return f"{package}=={installed_version(package).split('+')[0]}"
+
+
+def run_tags(
+    model: str, feature_service: str, window_start: dt.date, day: dt.date, **extra: str
+) -> dict[str, str]:
+    """The tags every nightly training run carries: model, features, the data interval [window_start, day] as
+    UTC timestamps (end exclusive), the run date and the code's commit; ``extra`` adds model-specific ones."""
+    return {
+        "model": model,
+        "feature_service": feature_service,
+        "data_interval_start": dt.datetime.combine(window_start, dt.time(), dt.UTC).isoformat(),
+        "data_interval_end": dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), dt.UTC).isoformat(),
+        "run_date": day.isoformat(),
+        "git_commit": git_commit(REPO_ROOT),
+        **extra,
+    }
 
 
 def git_commit(repo: Path) -> str:
