@@ -173,16 +173,19 @@ class RankingRequest(_Strict):
     """Products of one list (a category page, a search result) to put in order."""
 
     list_id: Id | None = Field(None, description="The list, for the prediction log")
-    product_ids: list[Id] = Field(min_length=1, max_length=500, description="The products to order (unique)")
+    product_ids: list[Id] = Field(min_length=1, max_length=500, description="The products to order (unique)",
+                                  json_schema_extra={"uniqueItems": True})
     prices: list[Annotated[float, Field(gt=0, le=1e7, allow_inf_nan=False)]] | None = Field(
-        None, description="Price shown per product, EUR, same order; null: today's price from the online store"
+        None, description="Price shown per product, EUR, one per product id in the same order (else 422); null: "
+        "today's price from the online store"
     )
     objective: Literal["relevance", "hybrid", "expected_revenue"] = Field(
         "hybrid",
         description="relevance: the model's relevance alone; hybrid: rank(rank(f)^alpha * rank(price)^(1-alpha)); "
         "expected_revenue: p(purchase) * g(price), p = the product's position-debiased purchase rate",
     )
-    alpha: float | None = Field(None, ge=0, le=1, description="hybrid only: weight of relevance [default: the model's]")
+    alpha: float | None = Field(None, ge=0, le=1,
+                                description="hybrid only (else 422): weight of relevance [default: the model's]")
     revenue_transform: Literal["identity", "ln"] = Field("identity", description="expected_revenue only: g")
 
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pandas as pd
 import pytest
 from serving_stack import LAST_DAY, ServingStack, build_stack, settings_env
@@ -13,15 +10,13 @@ from config.settings import Settings, get_settings
 
 
 @pytest.fixture(scope="package")
-def serving_stack(tiny_lake: Path, tmp_path_factory: pytest.TempPathFactory) -> ServingStack:
+def serving_stack(tmp_path_factory: pytest.TempPathFactory) -> ServingStack:
     root = tmp_path_factory.mktemp("serving")
-    (root / "lake").mkdir(parents=True)
-    os.symlink(tiny_lake, root / "lake" / "raw")
     # the environment points at the stack only while it is built: tests and module fixtures set it themselves
     # (a directory without __init__.py makes "package" scope the session's, so nothing may stay set here)
     with pytest.MonkeyPatch.context() as mp:
         settings_env(mp, root / "var", root / "lake", profile="embedded")
-        stack = build_stack(tiny_lake, root)
+        stack = build_stack(root)
     get_settings.cache_clear()
     return stack
 
