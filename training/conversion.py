@@ -40,7 +40,7 @@ from config.models import DriftConfig, KpiImpactConfig, ModelConfig, ModelsConfi
 from config.settings import get_settings
 from feature_repo.contract.schema import KPI_NAMES, SESSIONS
 from feature_repo.features.tables import CUSTOMER_HISTORY, EVENT_TIMESTAMP, SESSION_KPIS
-from training import conversion_pyfunc, registry
+from training import conversion_pyfunc, registry, results
 from training.conversion_pyfunc import ConversionMLP, ConversionPreprocessor, predict_proba, save_model_files
 from training.devices import select_device
 from training.kpi_impact import KpiImpactResult, analyze_kpi_impact, write_report
@@ -105,36 +105,14 @@ class Candidate:
 
 
 @dataclass
-class TrainingResult:
-    """What ``train_conversion`` logged and registered; small, so it can travel through XCom."""
+class TrainingResult(results.TrainingResult):
+    """What ``train_conversion`` logged and registered; ``to_dict`` travels through XCom."""
 
-    run_id: str
-    model_name: str
-    model_version: str
-    model_uri: str  # models:/conversion/<version>
-    holdout_path: Path  # local copy of the holdout (also an artifact of the run: holdout_uri)
-    holdout_uri: str
+    holdout_uri: str  # the holdout as an artifact of the run
     reference_uri: str
-    metrics: dict[str, float]
     hyperparameters: dict[str, Any]
     device: str
-    seconds: float
-    candidates: list[Candidate] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "model_name": self.model_name,
-            "model_version": self.model_version,
-            "model_uri": self.model_uri,
-            "holdout_path": str(self.holdout_path),
-            "holdout_uri": self.holdout_uri,
-            "reference_uri": self.reference_uri,
-            "metrics": self.metrics,
-            "hyperparameters": self.hyperparameters,
-            "device": self.device,
-            "seconds": round(self.seconds, 2),
-        }
+    candidates: list[Candidate] = field(default_factory=list, metadata=results.IN_PROCESS)
 
 
 # --- data ----------------------------------------------------------------------------------------------------------

@@ -36,7 +36,7 @@ from feature_repo.contract import lake
 from feature_repo.contract.schema import CATALOG
 from feature_repo.features.customer_history import end_of_day
 from feature_repo.features.tables import EVENT_TIMESTAMP, PRODUCT_DEMAND
-from training import elasticity_pyfunc, registry
+from training import elasticity_pyfunc, registry, results
 from training.datasets import training_window
 from training.elasticity_estimator import EstimatorConfig, NoElasticity, estimate_elasticities, naive_loglog
 from training.elasticity_pyfunc import INPUT_COLUMNS, DemandModel, save_demand_model
@@ -224,29 +224,10 @@ def holdout_input(frame: pd.DataFrame, group_columns: tuple[str, ...] | list[str
 
 # --- the stage -----------------------------------------------------------------------------------------------------
 @dataclass
-class TrainingResult:
-    """What ``train_elasticity`` logged and registered; small, so it can travel through XCom."""
+class TrainingResult(results.TrainingResult):
+    """What ``train_elasticity`` logged and registered; ``to_dict`` travels through XCom."""
 
-    run_id: str
-    model_name: str
-    model_version: str
-    model_uri: str
-    holdout_path: Path
-    metrics: dict[str, float]
     elasticities: dict[str, float]
-    seconds: float
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "model_name": self.model_name,
-            "model_version": self.model_version,
-            "model_uri": self.model_uri,
-            "holdout_path": str(self.holdout_path),
-            "metrics": self.metrics,
-            "elasticities": self.elasticities,
-            "seconds": round(self.seconds, 2),
-        }
 
 
 def estimator_config(config: ElasticityConfig) -> EstimatorConfig:

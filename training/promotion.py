@@ -24,7 +24,7 @@ import hashlib
 import logging
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,7 @@ from torch import nn
 from config.models import GateConfig, ModelConfig, ModelsConfig, PromotionConfig, get_models_config
 from config.settings import REPO_ROOT, get_settings
 from feature_repo.features.tables import CUSTOMER_HISTORY, EVENT_TIMESTAMP
-from training import promotion_pyfunc, registry
+from training import promotion_pyfunc, registry, results
 from training.devices import select_device
 from training.promotion_pyfunc import NO_COUPON, CouponChoice, PromotionUpliftModel, UpliftNet, UpliftPreprocessor
 from training.promotion_report import evaluate_policy, write_report
@@ -57,23 +57,12 @@ VALIDATION_SHARE = 0.2
 
 
 @dataclass
-class PromotionTrainingResult:
-    """What ``train_promotion`` logged and registered; small, so it can travel through XCom."""
+class PromotionTrainingResult(results.TrainingResult):
+    """What ``train_promotion`` logged and registered; ``to_dict`` travels through XCom."""
 
-    run_id: str
-    model_name: str
-    model_version: str
-    model_uri: str
-    holdout_path: Path
-    metrics: dict[str, float]
     hyperparameters: dict[str, Any]
     device: str
-    seconds: float
     report_files: dict[str, str] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready (XCom): paths as strings, seconds rounded."""
-        return {**asdict(self), "holdout_path": str(self.holdout_path), "seconds": round(self.seconds, 2)}
 
 
 # --- data ----------------------------------------------------------------------------------------------------------

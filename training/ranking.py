@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from config.models import GateConfig, ModelConfig, ModelsConfig, RankingConfig, get_models_config
 from config.settings import REPO_ROOT, get_settings
 from feature_repo.features.tables import EVENT_TIMESTAMP, PRODUCT_RANKING
-from training import conversion, ranking_pyfunc, registry
+from training import conversion, ranking_pyfunc, registry, results
 from training.conversion import Candidate
 from training.devices import select_device
 from training.ranking_data import GRADE, MODEL_NAME, PROPENSITIES_FILE, PROPENSITY
@@ -448,11 +448,8 @@ class TrainingResult(conversion.TrainingResult):
     """
 
     report_dir: Path | None = None
-    evaluation: Evaluation | None = field(default=None, repr=False)
-    propensities: list[float] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {**super().to_dict(), "report_dir": str(self.report_dir)}
+    evaluation: Evaluation | None = field(default=None, repr=False, metadata=results.IN_PROCESS)
+    propensities: list[float] = field(default_factory=list, metadata=results.IN_PROCESS)
 
 
 @dataclass

@@ -50,7 +50,7 @@ from torch import nn
 from config.models import GateConfig, ModelsConfig, get_models_config
 from config.settings import REPO_ROOT, get_settings
 from feature_repo.features.tables import ANONYMOUS_CUSTOMER, CUSTOMER_PRODUCT_INTERACTIONS
-from training import recommendation_pyfunc, registry
+from training import recommendation_pyfunc, registry, results
 from training.devices import select_device
 from training.recommendation_metrics import DEFAULT_KS, format_metrics, metric_value, ranking_metrics
 from training.recommendation_pyfunc import ALL_DEVICES, RecommenderState
@@ -466,32 +466,12 @@ def category_factors(
 
 # --- the stage -----------------------------------------------------------------------------------------------------
 @dataclass
-class TrainingResult:
-    """What ``train_recommendation`` logged and registered; small, so it can travel through XCom."""
+class TrainingResult(results.TrainingResult):
+    """What ``train_recommendation`` logged and registered; ``to_dict`` travels through XCom."""
 
-    run_id: str
-    model_name: str
-    model_version: str
-    model_uri: str
-    holdout_path: Path
-    metrics: dict[str, float]
     hyperparameters: dict[str, Any]
     device: str
-    seconds: float
-    candidates: list[Candidate] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "run_id": self.run_id,
-            "model_name": self.model_name,
-            "model_version": self.model_version,
-            "model_uri": self.model_uri,
-            "holdout_path": str(self.holdout_path),
-            "metrics": self.metrics,
-            "hyperparameters": self.hyperparameters,
-            "device": self.device,
-            "seconds": round(self.seconds, 2),
-        }
+    candidates: list[Candidate] = field(default_factory=list, metadata=results.IN_PROCESS)
 
 
 @dataclass

@@ -1,0 +1,34 @@
+"""The record every model's ``train_*`` returns: what it logged and registered.
+
+``to_dict`` is the part that travels through XCom (``training.pipeline.train_challenger``): every field except
+those marked ``IN_PROCESS`` (large or not JSON-ready), paths as strings, seconds rounded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+IN_PROCESS = {"in_process": True}  # field metadata: kept on the object, left out of ``to_dict``
+
+
+@dataclass
+class TrainingResult:
+    run_id: str
+    model_name: str
+    model_version: str
+    model_uri: str  # models:/<name>/<version>
+    holdout_path: Path  # local copy of the holdout the gate scores challenger and champion on
+    metrics: dict[str, float]
+    seconds: float
+
+    def to_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            if f.metadata.get("in_process"):
+                continue
+            value = getattr(self, f.name)
+            out[f.name] = str(value) if isinstance(value, Path) else value
+        out["seconds"] = round(self.seconds, 2)
+        return out
