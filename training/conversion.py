@@ -37,7 +37,6 @@ import torch
 from torch import nn
 
 from config.models import DriftConfig, KpiImpactConfig, ModelConfig, ModelsConfig, get_models_config
-from config.settings import get_settings
 from feature_repo.contract.schema import KPI_NAMES, SESSIONS
 from feature_repo.features.tables import CUSTOMER_HISTORY, EVENT_TIMESTAMP, SESSION_KPIS
 from training import conversion_pyfunc, registry, results
@@ -386,7 +385,6 @@ def train_conversion(
             "served (Platt-scaled)": curves["served"],
         }
 
-    settings = get_settings()
     seed = int(chosen["seed"])
     impact: KpiImpactResult | None = None
     impact_seconds = 0.0
@@ -487,9 +485,7 @@ def train_conversion(
         )
         run_id = run.run_id
 
-    # Keyed by run as well as date: a rerun (or a second challenger) must not overwrite a holdout a gate may read.
-    local_holdout = settings.var_root / "training" / MODEL_NAME / f"dt={day.isoformat()}" / run_id / "holdout.parquet"
-    local_holdout.parent.mkdir(parents=True, exist_ok=True)
+    local_holdout = results.local_holdout_path(MODEL_NAME, day, run_id)
     holdout.to_parquet(local_holdout, index=False, coerce_timestamps="us", allow_truncated_timestamps=True)
     seconds = time.perf_counter() - started
     assert logged.version is not None

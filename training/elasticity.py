@@ -304,7 +304,6 @@ def train_elasticity(
     if wrong:
         logger.warning("elasticity %s: wrong-signed elasticities (the gate will refuse this model): %s", day, wrong)
 
-    settings = get_settings()
     tags = registry.run_tags(MODEL_NAME, model_cfg.feature_service, split.window_start, day)
     reference = split.train.sample(n=min(config.drift.reference_sample_rows, len(split.train)), random_state=cfg.seed)
     reference = reference.sort_index()[[EVENT_TIMESTAMP, *FEATURE_COLUMNS]]
@@ -379,8 +378,7 @@ def train_elasticity(
         )
         run_id = run.run_id
 
-    local_holdout = settings.var_root / "training" / MODEL_NAME / f"dt={day.isoformat()}" / run_id / "holdout.parquet"
-    local_holdout.parent.mkdir(parents=True, exist_ok=True)
+    local_holdout = results.local_holdout_path(MODEL_NAME, day, run_id)
     holdout.to_parquet(local_holdout, index=False)
     seconds = time.perf_counter() - started
     assert logged.version is not None

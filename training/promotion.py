@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from config.models import GateConfig, ModelConfig, ModelsConfig, PromotionConfig, get_models_config
-from config.settings import REPO_ROOT, get_settings
+from config.settings import REPO_ROOT
 from feature_repo.features.tables import CUSTOMER_HISTORY, EVENT_TIMESTAMP
 from training import promotion_pyfunc, registry, results
 from training.devices import select_device
@@ -286,9 +286,7 @@ def train_promotion(
         )
         run_id = run.run_id
 
-    local_holdout = (get_settings().var_root / "training" / MODEL_NAME / f"dt={day.isoformat()}" / run_id
-                     / "holdout.parquet")
-    local_holdout.parent.mkdir(parents=True, exist_ok=True)
+    local_holdout = results.local_holdout_path(MODEL_NAME, day, run_id)
     holdout.to_parquet(local_holdout, index=False, coerce_timestamps="us", allow_truncated_timestamps=True)
     seconds = time.perf_counter() - started
     assert logged.version is not None

@@ -635,8 +635,7 @@ def train_ranking(
         )
         run_id = run.run_id
 
-    local_holdout = settings.var_root / "training" / MODEL_NAME / f"dt={day.isoformat()}" / run_id / "holdout.parquet"
-    local_holdout.parent.mkdir(parents=True, exist_ok=True)
+    local_holdout = results.local_holdout_path(MODEL_NAME, day, run_id)
     holdout_out.to_parquet(local_holdout, index=False)
     seconds = time.perf_counter() - started
     assert logged.version is not None

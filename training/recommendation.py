@@ -600,7 +600,6 @@ def train_recommendation(
         n=min(config.drift.reference_sample_rows, len(history_rows)), random_state=int(fitted.hyperparameters["seed"])
     ).sort_index()[[*DRIFT_COLUMNS]]
 
-    settings = get_settings()
     tags = {
         "model": MODEL_NAME,
         "feature_table": CUSTOMER_PRODUCT_INTERACTIONS.name,
@@ -656,8 +655,7 @@ def train_recommendation(
         )
         run_id = run.run_id
 
-    local = settings.var_root / "training" / MODEL_NAME / f"dt={day.isoformat()}" / run_id
-    local.mkdir(parents=True, exist_ok=True)
+    local = results.local_holdout_path(MODEL_NAME, day, run_id).parent  # the catalogue goes beside the holdout
     holdout.to_parquet(local / "holdout.parquet", index=False)
     catalog.to_parquet(local / "catalog.parquet", index=False)
     seconds = time.perf_counter() - started

@@ -6,6 +6,7 @@ those marked ``IN_PROCESS`` (large or not JSON-ready), paths as strings, seconds
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -32,3 +33,16 @@ class TrainingResult:
             out[f.name] = str(value) if isinstance(value, Path) else value
         out["seconds"] = round(self.seconds, 2)
         return out
+
+
+def local_holdout_path(model: str, day: dt.date, run_id: str) -> Path:
+    """Where a training run keeps its holdout for the gate: ``<var>/training/<model>/dt=<day>/<run_id>/``.
+
+    Keyed by run id as well as date, so a second challenger of the same date cannot overwrite the first one's.
+    The folder is created.
+    """
+    from config.settings import get_settings
+
+    path = get_settings().var_root / "training" / model / f"dt={day.isoformat()}" / run_id / "holdout.parquet"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path

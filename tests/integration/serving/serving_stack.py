@@ -97,6 +97,7 @@ def quick_models_config(path: Path) -> Path:
 
 
 def window(days: int, last: dt.date = LAST_DAY) -> list[dt.date]:
+    """``last`` and the ``days`` days before it, oldest first."""
     return [last - dt.timedelta(days=i) for i in range(days, -1, -1)]
 
 
@@ -118,11 +119,10 @@ def build_stack(root: Path) -> ServingStack:
     raw_root = lake_root / "raw"
     simulate(FIRST_DAY, LAST_DAY, raw_root, seed=SEED, scale="tiny")
     build_features_for_days([LAST_DAY])  # every table: the production profile's apply checks every Spark source
-    quick = QUICK
-    build_features_for_days(window(quick["ranking"]["training_window_days"])[:-1], ["product_ranking"])
-    build_features_for_days(window(quick["recommendation"]["training_window_days"])[:-1],
+    build_features_for_days(window(QUICK["ranking"]["training_window_days"])[:-1], ["product_ranking"])
+    build_features_for_days(window(QUICK["recommendation"]["training_window_days"])[:-1],
                             ["customer_product_interactions"])
-    build_features_for_days(window(quick["elasticity"]["training_window_days"])[:-1], ["product_demand"])
+    build_features_for_days(window(QUICK["elasticity"]["training_window_days"])[:-1], ["product_demand"])
     build_features_for_days(PROMOTION_HISTORY_DAYS, ["customer_history"])
     store.apply()
     store.materialize_days([LAST_DAY])
