@@ -53,7 +53,7 @@ def storefront_features():
 
         days = run_days(context)
         tables = context["params"].get("tables")
-        validate_days("raw", days, tables=raw_tables_read(tables, days[-1]) if tables else None)
+        validate_days("raw", days, tables=raw_tables_read(tables) if tables else None)
         return [d.isoformat() for d in days]
 
     @task

@@ -19,7 +19,8 @@ clicked" mostly means "not looked at", so they are too weak a negative to train 
 negatives from the catalog instead); they are still counted on the rows that exist. Orders are the source of
 purchases (not ``impressions.purchased``): an order placed without a logged list still counts.
 
-Reads the raw ``sessions``, ``impressions`` and ``orders`` partitions of D only.
+Reads the raw ``sessions``, ``impressions`` and ``orders`` partitions of D only; a range of dates is built in
+one job, each event joined with the sessions of its own date.
 """
 
 from __future__ import annotations
@@ -32,9 +33,8 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from feature_repo.contract.schema import IMPRESSIONS, ORDERS, SESSIONS
-from feature_repo.features.customer_history import end_of_day
-from feature_repo.features.partitions import raw_days
-from feature_repo.features.spark_io import read_raw, write_feature_partition
+from feature_repo.features.spark_io import DT, end_of_day_column, read_raw, write_feature_partitions
+from feature_repo.features.state import raw_reads
 from feature_repo.features.tables import (
     ANONYMOUS_CUSTOMER,
     CUSTOMER_PRODUCT_INTERACTIONS,
@@ -46,30 +46,33 @@ KEY_SEPARATOR = "|"  # never inside a contract id (ids match [A-Za-z0-9_\-:.]+)
 _PAIR = ["customer_id", "product_id", "device"]
 
 
-def input_days(raw_root: Path, day: dt.date) -> dict[str, list[dt.date]]:
-    """Raw partition dates the build of ``day`` reads, by raw table; raises MissingRawPartitionError on a gap."""
-    return {
-        t.name: raw_days(raw_root, t.name, day, feature_table=CUSTOMER_PRODUCT_INTERACTIONS.name, window_days=1)
-        for t in (SESSIONS, IMPRESSIONS, ORDERS)
-    }
+def plan(raw_root: Path, features_root: Path, days: list[dt.date]) -> dict[str, list[dt.date]]:
+    """Raw partition dates a build of ``days`` reads, by raw table; raises MissingRawPartitionError on a gap."""
+    return raw_reads(raw_root, [t.name for t in (SESSIONS, IMPRESSIONS, ORDERS)], days, built=days,
+                     feature_table=CUSTOMER_PRODUCT_INTERACTIONS.name)
 
 
-def build_customer_product_interactions(spark: SparkSession, raw_root: Path, features_root: Path, day: dt.date) -> Path:
-    """Write ``<features_root>/customer_product_interactions/dt=<day>/`` (see the module docstring)."""
-    days = input_days(raw_root, day)
-    sessions = read_raw(spark, raw_root, SESSIONS, days[SESSIONS.name], ["session_id", "customer_id", "device"])
+def build_customer_product_interactions_range(
+    spark: SparkSession, raw_root: Path, features_root: Path, days: list[dt.date]
+) -> list[Path]:
+    """Write the ``customer_product_interactions`` partitions of ``days`` in one job; return the folders."""
+    reads = plan(raw_root, features_root, days)
+    sessions = read_raw(spark, raw_root, SESSIONS, reads[SESSIONS.name], ["session_id", "customer_id", "device"])
     sessions = sessions.select(
-        "session_id", F.coalesce("customer_id", F.lit(ANONYMOUS_CUSTOMER)).alias("customer_id"), "device"
+        "session_id", F.coalesce("customer_id", F.lit(ANONYMOUS_CUSTOMER)).alias("customer_id"), "device", DT
     )
     impressions = read_raw(
-        spark, raw_root, IMPRESSIONS, days[IMPRESSIONS.name], ["session_id", "product_id", "clicked", "added_to_cart"]
+        spark, raw_root, IMPRESSIONS, reads[IMPRESSIONS.name], ["session_id", "product_id", "clicked", "added_to_cart"]
     )
-    orders = read_raw(spark, raw_root, ORDERS, days[ORDERS.name], ["session_id", "product_id", "quantity"])
+    orders = read_raw(spark, raw_root, ORDERS, reads[ORDERS.name], ["session_id", "product_id", "quantity"])
+    # an event belongs to the sessions of its own date's partition, as when each date was built alone
+    by_session = ["session_id", DT]
+    pair = [DT, *_PAIR]
 
     long = T.LongType()
     shown = (
-        impressions.join(sessions, "session_id", "inner")
-        .groupBy(*_PAIR)
+        impressions.join(sessions, by_session, "inner")
+        .groupBy(*pair)
         .agg(
             F.count(F.lit(1)).cast(long).alias("impressions"),
             F.sum(F.col("clicked").cast(long)).alias("clicks"),
@@ -77,13 +80,13 @@ def build_customer_product_interactions(spark: SparkSession, raw_root: Path, fea
         )
     )
     bought = (
-        orders.join(sessions, "session_id", "inner")
-        .groupBy(*_PAIR)
+        orders.join(sessions, by_session, "inner")
+        .groupBy(*pair)
         .agg(F.count(F.lit(1)).cast(long).alias("purchases"), F.sum("quantity").cast(long).alias("units_purchased"))
     )
     zero = F.lit(0).cast(long)
-    rows = shown.join(bought, _PAIR, "full_outer").select(
-        *_PAIR,
+    rows = shown.join(bought, pair, "full_outer").select(
+        *pair,
         *(F.coalesce(c, zero).alias(c) for c in ("impressions", "clicks", "carts", "purchases", "units_purchased")),
     )
     strength = (
@@ -93,7 +96,7 @@ def build_customer_product_interactions(spark: SparkSession, raw_root: Path, fea
     )
     interactions = rows.where((F.col("clicks") > 0) | (F.col("purchases") > 0)).select(
         F.concat_ws(KEY_SEPARATOR, *_PAIR).alias(CUSTOMER_PRODUCT_INTERACTIONS.key),
-        F.lit(end_of_day(day)).alias(EVENT_TIMESTAMP),
+        end_of_day_column().alias(EVENT_TIMESTAMP),
         *_PAIR,
         "impressions",
         "clicks",
@@ -101,5 +104,11 @@ def build_customer_product_interactions(spark: SparkSession, raw_root: Path, fea
         "purchases",
         "units_purchased",
         strength.alias("strength"),
+        DT,
     )
-    return write_feature_partition(interactions, CUSTOMER_PRODUCT_INTERACTIONS, features_root, day)
+    return write_feature_partitions(interactions, CUSTOMER_PRODUCT_INTERACTIONS, features_root, days)
+
+
+def build_customer_product_interactions(spark: SparkSession, raw_root: Path, features_root: Path, day: dt.date) -> Path:
+    """Write ``<features_root>/customer_product_interactions/dt=<day>/`` (see the module docstring)."""
+    return build_customer_product_interactions_range(spark, raw_root, features_root, [day])[0]

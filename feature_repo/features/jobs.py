@@ -1,17 +1,21 @@
-"""The feature build job: every offline feature table's partition of one date, in one Spark session.
+"""The feature build job: every offline feature table's partitions of a date or a range of dates, in one Spark
+session.
 
 Three ways to run the same code:
 
 * ``build_features(day)`` from Python, or ``build_features_for_days(days)`` for several dates in one session
   (the Airflow task: a daily run, a backfill, the initial history load);
-* ``storefront build-features --date YYYY-MM-DD [--table NAME ...]`` (``build_features_command``);
-* ``spark-submit feature_repo/features/jobs.py --date YYYY-MM-DD [--table NAME ...]`` in production, where the
-  cluster's master comes from spark-submit (the package must be installed on the driver, or shipped with
-  ``--py-files``).
+* ``storefront build-features --date YYYY-MM-DD`` or ``--start D1 --end D2`` ``[--table NAME ...]``;
+* ``spark-submit feature_repo/features/jobs.py --date YYYY-MM-DD [--table NAME ...]`` (or ``--start/--end``) in
+  production, where the cluster's master comes from spark-submit (the package must be installed on the driver,
+  or shipped with ``--py-files``).
 
-Before Spark starts, every table's raw inputs are checked (a missing partition fails in a second, not after
-the session's start-up). Each table's build overwrites exactly its ``dt=`` folder under the features root, then
-its parquet schema is checked against the table's definition. Spark is imported only when a build runs.
+A night costs one day of raw data: each build reads the date's raw partitions plus a bounded state (daily
+aggregates of its longest window, running totals of the day before; ``feature_repo/features/state.py``). A range
+of consecutive dates is built in one pass per table, reading each raw partition once. Before Spark starts,
+every table's inputs are checked (a missing partition fails in a second, not after the session's start-up).
+Each build overwrites exactly the ``dt=`` folders of its dates, then their parquet schemas are checked against
+the table's definition. Spark is imported only when a build runs.
 """
 
 from __future__ import annotations
@@ -36,13 +40,15 @@ log = logging.getLogger(__name__)
 
 
 class FeatureBuild(NamedTuple):
-    """One table's build: the raw partitions it reads (checked first) and the Spark job that writes it."""
+    """One table's build: the raw tables it reads, what a range of dates reads (checked first), and its job."""
 
-    input_days: Callable[[Path, dt.date], dict[str, list[dt.date]]]
-    build: Callable[[SparkSession, Path, Path, dt.date], Path]
+    raw_tables: tuple[str, ...]
+    plan: Callable[[Path, Path, list[dt.date]], dict[str, list[dt.date]]]  # (raw, features, days) -> reads
+    build: Callable[[SparkSession, Path, Path, list[dt.date]], list[Path]]  # consecutive dates, one pass
 
 
 def _feature_builds() -> dict[str, FeatureBuild]:
+    from feature_repo.contract.schema import CATALOG, CUSTOMERS, IMPRESSIONS, ORDERS, PROMOTION_OFFERS, SESSIONS
     from feature_repo.features import (
         customer_history,
         customer_product_interactions,
@@ -52,30 +58,41 @@ def _feature_builds() -> dict[str, FeatureBuild]:
     )
 
     return {
-        "session_kpis": FeatureBuild(session_kpis.input_days, session_kpis.build_session_kpis),
-        "customer_history": FeatureBuild(customer_history.input_days, customer_history.build_customer_history),
-        "product_ranking": FeatureBuild(product_ranking.input_days, product_ranking.build_product_ranking),
-        "customer_product_interactions": FeatureBuild(
-            customer_product_interactions.input_days,
-            customer_product_interactions.build_customer_product_interactions,
+        "session_kpis": FeatureBuild((SESSIONS.name,), session_kpis.plan, session_kpis.build_session_kpis_range),
+        "customer_history": FeatureBuild(
+            (CUSTOMERS.name, ORDERS.name, SESSIONS.name, PROMOTION_OFFERS.name),
+            customer_history.plan,
+            customer_history.build_customer_history_range,
         ),
-        "product_demand": FeatureBuild(product_demand.input_days, product_demand.build_product_demand),
+        "product_ranking": FeatureBuild(
+            (CATALOG.name, IMPRESSIONS.name), product_ranking.plan, product_ranking.build_product_ranking_range
+        ),
+        "customer_product_interactions": FeatureBuild(
+            (SESSIONS.name, IMPRESSIONS.name, ORDERS.name),
+            customer_product_interactions.plan,
+            customer_product_interactions.build_customer_product_interactions_range,
+        ),
+        "product_demand": FeatureBuild(
+            (CATALOG.name, IMPRESSIONS.name, ORDERS.name),
+            product_demand.plan,
+            product_demand.build_product_demand_range,
+        ),
     }
 
 
-def raw_tables_read(tables: list[str], day: dt.date, *, raw_root: Path | None = None) -> list[str]:
-    """The raw tables the builds of ``tables`` read for ``day`` (what the raw gate must check before them).
-
-    Raises MissingRawPartitionError when one of their input partitions is absent.
-    """
-    from config.settings import get_settings
-
+def _checked_names(tables: list[str] | None) -> list[str]:
     builds = _feature_builds()
-    unknown = [n for n in tables if n not in builds]
+    names = list(tables) if tables else list(FEATURE_TABLES)
+    unknown = [n for n in names if n not in builds]
     if unknown:
         raise ValueError(f"unknown feature table(s) {unknown}; defined: {', '.join(builds)}")
-    root = Path(raw_root) if raw_root is not None else get_settings().raw_root
-    return sorted({raw for name in tables for raw in builds[name].input_days(root, day)})
+    return names
+
+
+def raw_tables_read(tables: list[str]) -> list[str]:
+    """The raw tables the builds of ``tables`` read (what the raw gate must check before them)."""
+    builds = _feature_builds()
+    return sorted({raw for name in _checked_names(tables) for raw in builds[name].raw_tables})
 
 
 def build_features(
@@ -104,51 +121,67 @@ def build_features_for_days(
 ) -> dict[str, list[str]]:
     """``build_features`` for several dates in one Spark session (a backfill, the initial history load).
 
-    Dates are built oldest first; returns table -> the folders written, in that order. Every date's inputs are
-    checked before Spark starts, so a gap anywhere fails the whole run before anything is written.
+    Consecutive dates are built in one pass per table: each raw partition is read once for the whole range, and
+    windows and running totals come from the state the builds keep (``feature_repo/features/state.py``), not
+    from re-reading the history for every date. Returns table -> the folders written, oldest first. Every
+    input is checked before Spark starts, so a gap anywhere fails the whole run before anything is written.
     """
     from config.settings import get_settings
     from feature_repo.features.spark_session import spark_session
+    from feature_repo.features.state import consecutive_runs
 
     builds = _feature_builds()
-    names = list(tables) if tables else list(FEATURE_TABLES)
-    unknown = [n for n in names if n not in builds]
-    if unknown:
-        raise ValueError(f"unknown feature table(s) {unknown}; defined: {', '.join(builds)}")
+    names = _checked_names(tables)
     if not days:
         raise ValueError("no dates to build")
-    days = sorted(set(days))
+    runs = consecutive_runs(days)
     settings = get_settings()
     raw_root = Path(raw_root) if raw_root is not None else settings.raw_root
     features_root = Path(features_root) if features_root is not None else settings.features_root
 
-    for day in days:
+    for run in runs:
         for name in names:
-            for raw_table, read in builds[name].input_days(raw_root, day).items():
-                log.info("%s %s reads %s: %d partition(s) %s..%s", name, day, raw_table, len(read), read[0], read[-1])
+            for raw_table, read in builds[name].plan(raw_root, features_root, run).items():
+                span = f"{read[0]}..{read[-1]}" if read else "none"
+                log.info("%s %s..%s reads %s: %d partition(s) %s", name, run[0], run[-1], raw_table, len(read), span)
 
     written: dict[str, list[str]] = {name: [] for name in names}
-    app_name = f"build-features-{days[0]}" + (f"..{days[-1]}" if len(days) > 1 else "")
+    first, last = runs[0][0], runs[-1][-1]
+    app_name = f"build-features-{first}" + (f"..{last}" if last != first else "")
     with spark_session(app_name) as spark:
-        for day in days:
+        for run in runs:
             for name in names:
                 began = time.perf_counter()
-                folder = builds[name].build(spark, raw_root, features_root, day)
-                rows = check_feature_partition(features_root, name, day)
+                folders = builds[name].build(spark, raw_root, features_root, run)
+                rows = sum(check_feature_partition(features_root, name, day) for day in run)
                 seconds = time.perf_counter() - began
-                log.info("built %s for %s: %d rows in %.1f s -> %s", name, day, rows, seconds, folder)
-                written[name].append(str(folder))
+                log.info("built %s for %s..%s (%d date(s)): %d rows in %.1f s", name, run[0], run[-1], len(run),
+                         rows, seconds)
+                written[name].extend(str(f) for f in folders)
     return written
 
 
+def _date_range_options(day: dt.date | None, start: dt.date | None, end: dt.date | None) -> list[dt.date]:
+    from feature_repo.features.state import date_range
+
+    if day is not None and (start is not None or end is not None):
+        raise click.UsageError("give either --date or --start/--end, not both")
+    if day is not None:
+        return [day]
+    if start is None or end is None:
+        raise click.UsageError("give --date, or both --start and --end")
+    if end < start:
+        raise click.BadParameter(f"--end {end} is before --start {start}", param_hint="--end")
+    return date_range(start, end)
+
+
+_DATE = click.DateTime(formats=["%Y-%m-%d"])
+
+
 @click.command("build-features")
-@click.option(
-    "--date",
-    "day",
-    required=True,
-    type=click.DateTime(formats=["%Y-%m-%d"]),
-    help="Run date (UTC) whose partitions are built.",
-)
+@click.option("--date", "day", type=_DATE, help="Run date (UTC) whose partitions are built.")
+@click.option("--start", type=_DATE, help="First date of a range built in one pass (a backfill, a history load).")
+@click.option("--end", type=_DATE, help="Last date of the range, inclusive.")
 @click.option(
     "--table",
     "tables",
@@ -156,26 +189,39 @@ def build_features_for_days(
     type=click.Choice(sorted(FEATURE_TABLES)),
     help="Feature table to build (repeatable) [default: all].",
 )
-def build_features_command(day: dt.datetime, tables: tuple[str, ...]) -> None:
-    """Build the offline feature tables' partitions of one date with Spark (overwrites those partitions only)."""
+def build_features_command(
+    day: dt.datetime | None, start: dt.datetime | None, end: dt.datetime | None, tables: tuple[str, ...]
+) -> None:
+    """Build the offline feature tables' partitions of a date, or of a range of dates in one pass, with Spark.
+
+    Overwrites those partitions only (and their state under the features root's _state folder).
+    """
+    days = _date_range_options(*(v.date() if v else None for v in (day, start, end)))
     try:
-        written = build_features(day.date(), list(tables) or None)
+        written = build_features_for_days(days, list(tables) or None)
     except MissingRawPartitionError as err:
         raise click.ClickException(str(err)) from err
-    for name, folder in written.items():
-        click.echo(f"{name}\t{folder}")
+    for name, folders in written.items():
+        for folder in folders:
+            click.echo(f"{name}\t{folder}")
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point for ``spark-submit feature_repo/features/jobs.py --date YYYY-MM-DD [--table NAME ...]``."""
-    parser = argparse.ArgumentParser(description="Build the offline feature tables' partitions of one date.")
-    parser.add_argument("--date", required=True, type=dt.date.fromisoformat, help="run date, YYYY-MM-DD")
+    """Entry point for ``spark-submit feature_repo/features/jobs.py (--date D | --start D1 --end D2) [--table N]``."""
+    parser = argparse.ArgumentParser(description="Build the offline feature tables' partitions of dates.")
+    parser.add_argument("--date", type=dt.date.fromisoformat, help="run date, YYYY-MM-DD")
+    parser.add_argument("--start", type=dt.date.fromisoformat, help="first date of a range, YYYY-MM-DD")
+    parser.add_argument("--end", type=dt.date.fromisoformat, help="last date of the range, YYYY-MM-DD")
     parser.add_argument(
         "--table", action="append", choices=sorted(FEATURE_TABLES), help="feature table (repeatable) [default: all]"
     )
     args = parser.parse_args(argv)
+    try:
+        days = _date_range_options(args.date, args.start, args.end)
+    except click.ClickException as err:
+        parser.error(err.format_message())
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    build_features(args.date, args.table)
+    build_features_for_days(days, args.table)
 
 
 if __name__ == "__main__":

@@ -31,21 +31,18 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from feature_repo.contract.schema import CATALOG, IMPRESSIONS, ORDERS
-from feature_repo.features.customer_history import end_of_day
-from feature_repo.features.partitions import raw_days
-from feature_repo.features.spark_io import DT, read_raw, write_feature_partition
+from feature_repo.features.spark_io import DT, end_of_day_column, read_raw, write_feature_partitions
+from feature_repo.features.state import raw_reads
 from feature_repo.features.tables import EVENT_TIMESTAMP, PRODUCT_DEMAND
 
 # Exact decimal sums: a double sum depends on the order Spark adds rows in.
 _MONEY = T.DecimalType(38, 10)
 
 
-def input_days(raw_root: Path, day: dt.date) -> dict[str, list[dt.date]]:
-    """Raw partition dates the build of ``day`` reads, by raw table; raises MissingRawPartitionError on a gap."""
-    return {
-        table: raw_days(raw_root, table, day, feature_table=PRODUCT_DEMAND.name, window_days=1)
-        for table in (CATALOG.name, IMPRESSIONS.name, ORDERS.name)
-    }
+def plan(raw_root: Path, features_root: Path, days: list[dt.date]) -> dict[str, list[dt.date]]:
+    """Raw partition dates a build of ``days`` reads, by raw table; raises MissingRawPartitionError on a gap."""
+    return raw_reads(raw_root, [CATALOG.name, IMPRESSIONS.name, ORDERS.name], days, built=days,
+                     feature_table=PRODUCT_DEMAND.name)
 
 
 def daily_demand(spark: SparkSession, raw_root: Path, days: list[dt.date]) -> DataFrame:
@@ -100,8 +97,15 @@ def daily_demand(spark: SparkSession, raw_root: Path, days: list[dt.date]) -> Da
     )
 
 
+def build_product_demand_range(
+    spark: SparkSession, raw_root: Path, features_root: Path, days: list[dt.date]
+) -> list[Path]:
+    """Write the ``product_demand`` partitions of ``days`` in one job (see the module docstring)."""
+    plan(raw_root, features_root, days)  # every input checked before Spark reads any
+    demand = daily_demand(spark, raw_root, sorted(days)).withColumn(EVENT_TIMESTAMP, end_of_day_column())
+    return write_feature_partitions(demand, PRODUCT_DEMAND, features_root, days)
+
+
 def build_product_demand(spark: SparkSession, raw_root: Path, features_root: Path, day: dt.date) -> Path:
     """Write ``<features_root>/product_demand/dt=<day>/`` (see the module docstring); return that folder."""
-    input_days(raw_root, day)  # every input checked before Spark reads any
-    demand = daily_demand(spark, raw_root, [day]).drop(DT).withColumn(EVENT_TIMESTAMP, F.lit(end_of_day(day)))
-    return write_feature_partition(demand, PRODUCT_DEMAND, features_root, day)
+    return build_product_demand_range(spark, raw_root, features_root, [day])[0]

@@ -20,6 +20,11 @@ missing partition inside that range fails the build. Popularity is the window's 
 carts, purchases); ``ctr_raw`` and ``mean_position`` (null without impressions) keep the logged ranker's view
 for comparison. Price, list price and category come from the catalog of D; ``days_on_sale`` is D - launch.
 Examination sums are exact decimals so that a re-run writes the same bits.
+
+Incremental (``feature_repo/features/state.py``): a date's impressions are counted once into the
+``product_position_daily`` state (per product, position and whether the list was randomized); each date's
+window, propensities included, is the sum of its 28 daily partitions. A night reads one day of impressions; a
+range of dates is built in one pass (each date's window joined from the same daily partitions).
 """
 
 from __future__ import annotations
@@ -34,10 +39,9 @@ from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
 from feature_repo.contract.schema import CATALOG, IMPRESSIONS
-from feature_repo.features.customer_history import end_of_day
-from feature_repo.features.partitions import raw_days
 from feature_repo.features.position_bias import RANDOMIZED_RANKER, PositionPropensities, estimate_propensities
-from feature_repo.features.spark_io import read_raw, write_feature_partition
+from feature_repo.features.spark_io import DT, end_of_day_column, read_raw, write_feature_partitions
+from feature_repo.features.state import DailyAggregate, date_range, first_partition, raw_reads
 from feature_repo.features.tables import EVENT_TIMESTAMP, PRODUCT_RANKING
 
 log = logging.getLogger(__name__)
@@ -45,38 +49,91 @@ log = logging.getLogger(__name__)
 WINDOW_DAYS = 28  # impressions counted, and propensities estimated, over the last 28 days
 PRIOR_EXAMINATIONS = 20.0  # strength of the shop-wide prior in the debiased rates, in examinations
 _EXACT = T.DecimalType(38, 10)
+_THETA = T.DecimalType(16, 10)  # theta <= 1; narrow enough that count x theta keeps all ten decimals
 
 
-def input_days(raw_root: Path, day: dt.date) -> dict[str, list[dt.date]]:
-    """Raw partition dates the build of ``day`` reads, by raw table; raises MissingRawPartitionError on a gap."""
-    return {
-        CATALOG.name: raw_days(raw_root, CATALOG.name, day, feature_table=PRODUCT_RANKING.name, window_days=1),
-        IMPRESSIONS.name: raw_days(
-            raw_root, IMPRESSIONS.name, day, feature_table=PRODUCT_RANKING.name, window_days=WINDOW_DAYS
-        ),
-    }
+def _daily_schema() -> T.StructType:
+    long = T.LongType()
+    return T.StructType(
+        [
+            T.StructField("product_id", T.StringType(), False),
+            T.StructField("position", long, False),
+            T.StructField("randomized", T.BooleanType(), False),
+            T.StructField("impressions", long, False),
+            T.StructField("clicks", long, False),
+            T.StructField("carts", long, False),
+            T.StructField("purchases", long, False),
+        ]
+    )
 
 
-def window_propensities(impressions: DataFrame) -> PositionPropensities:
-    """Position propensities from the randomized lists among ``impressions`` (counts collected to the driver)."""
+def _compute_daily(spark: SparkSession, raw_root: Path, reads: dict[str, list[dt.date]]) -> DataFrame:
+    """``product_position_daily`` rows: a date's impressions counted per product, position and randomized list."""
+    impressions = read_raw(
+        spark, raw_root, IMPRESSIONS, reads[IMPRESSIONS.name],
+        ["product_id", "ranker", "position", "clicked", "added_to_cart", "purchased"],
+    )
+    long = T.LongType()
+    return impressions.groupBy(
+        DT, "product_id", F.col("position").cast(long).alias("position"),
+        (F.col("ranker") == RANDOMIZED_RANKER).alias("randomized"),
+    ).agg(
+        F.count(F.lit(1)).cast(long).alias("impressions"),
+        F.sum(F.col("clicked").cast(long)).cast(long).alias("clicks"),
+        F.sum(F.col("added_to_cart").cast(long)).cast(long).alias("carts"),
+        F.sum(F.col("purchased").cast(long)).cast(long).alias("purchases"),
+    )
+
+
+PRODUCT_POSITION_DAILY = DailyAggregate(
+    name="product_position_daily",
+    key=("product_id", "position", "randomized"),
+    raw_tables=(IMPRESSIONS.name,),
+    schema=_daily_schema,
+    compute=_compute_daily,
+)
+
+
+def _window_days(raw_root: Path, days: list[dt.date]) -> list[dt.date]:
+    start = first_partition(raw_root, IMPRESSIONS.name) or days[0]
+    return date_range(min(days[0], max(start, days[0] - dt.timedelta(days=WINDOW_DAYS - 1))), days[-1])
+
+
+def plan(raw_root: Path, features_root: Path, days: list[dt.date]) -> dict[str, list[dt.date]]:
+    """Raw partition dates a build of ``days`` (consecutive) reads, by raw table; raises on a gap.
+
+    Impressions: the dates built, and the window's earlier dates that have no ``product_position_daily`` state.
+    """
+    _, reads = PRODUCT_POSITION_DAILY.plan(raw_root, features_root, _window_days(raw_root, days), days,
+                                           PRODUCT_RANKING.name)
+    reads[CATALOG.name] = raw_reads(raw_root, [CATALOG.name], days, built=days,
+                                    feature_table=PRODUCT_RANKING.name)[CATALOG.name]
+    return reads
+
+
+def _propensities_by_day(window: DataFrame, days: list[dt.date]) -> dict[dt.date, tuple[PositionPropensities, int]]:
+    """Each built date's propensities from its window's randomized lists, and the deepest position shown."""
     counts = (
-        impressions.where(F.col("ranker") == RANDOMIZED_RANKER)
-        .groupBy("position")
-        .agg(F.count(F.lit(1)).alias("n"), F.sum(F.col("clicked").cast("long")).alias("c"))
-        .orderBy("position")
+        window.groupBy("day", "position")
+        .agg(
+            F.sum(F.when(F.col("randomized"), F.col("impressions")).otherwise(0)).alias("n"),
+            F.sum(F.when(F.col("randomized"), F.col("clicks")).otherwise(0)).alias("c"),
+        )
+        .orderBy("day", "position")
         .collect()
     )
-    if not counts:
-        raise ValueError("no randomized list in the window: position propensities cannot be estimated")
-    return estimate_propensities(
-        [r["position"] for r in counts], [r["n"] for r in counts], [r["c"] for r in counts]
-    )
-
-
-def _theta(propensities: PositionPropensities) -> SparkColumn:
-    """theta(position) as a Spark column; positions past the estimated range take the last value."""
-    curve = F.array(*(F.lit(round(float(v), 6)).cast(_EXACT) for v in propensities.theta))
-    return F.element_at(curve, F.least(F.col("position"), F.lit(propensities.max_position)).cast("int"))
+    out = {}
+    for day in days:
+        rows = [r for r in counts if r["day"] == day]
+        randomized = [r for r in rows if r["n"] > 0]
+        if not randomized:
+            raise ValueError(f"no randomized list in the window of {day}: position propensities cannot be estimated")
+        propensities = estimate_propensities(
+            [r["position"] for r in randomized], [r["n"] for r in randomized], [r["c"] for r in randomized]
+        )
+        log.info("product_ranking %s: position propensities %s", day, [round(float(v), 3) for v in propensities.theta])
+        out[day] = (propensities, max(r["position"] for r in rows))
+    return out
 
 
 def _smoothed(events: str, prior_rate: SparkColumn) -> SparkColumn:
@@ -84,45 +141,67 @@ def _smoothed(events: str, prior_rate: SparkColumn) -> SparkColumn:
     return (F.col(events).cast("double") + m * prior_rate) / (F.col("examinations_exact").cast("double") + m)
 
 
-def build_product_ranking(spark: SparkSession, raw_root: Path, features_root: Path, day: dt.date) -> Path:
-    """Write ``<features_root>/product_ranking/dt=<day>/`` (see the module docstring); return that folder."""
-    days = input_days(raw_root, day)
-    catalog = read_raw(
-        spark, raw_root, CATALOG, days[CATALOG.name], ["product_id", "category", "list_price", "price", "launched_on"]
+def build_product_ranking_range(
+    spark: SparkSession, raw_root: Path, features_root: Path, days: list[dt.date]
+) -> list[Path]:
+    """Write the ``product_ranking`` partitions of ``days`` (consecutive) in one pass; return the folders.
+
+    Each date's 28-day window is the sum of the window's ``product_position_daily`` partitions (one small row per
+    product, position and kind of list a date), so a night reads one day of impressions.
+    """
+    days = sorted(days)
+    reads = plan(raw_root, features_root, days)
+    daily = PRODUCT_POSITION_DAILY.ensure(
+        spark, raw_root, features_root, _window_days(raw_root, days), days, PRODUCT_RANKING.name
     )
-    impressions = read_raw(
-        spark,
-        raw_root,
-        IMPRESSIONS,
-        days[IMPRESSIONS.name],
-        ["product_id", "ranker", "position", "clicked", "added_to_cart", "purchased"],
-    ).cache()
+    built = spark.createDataFrame([(d,) for d in days], T.StructType([T.StructField("day", T.DateType(), False)]))
+    in_window = (F.col(DT) <= F.col("day")) & (F.col(DT) >= F.date_sub(F.col("day"), WINDOW_DAYS - 1))
+    window = (
+        daily.join(F.broadcast(built), in_window, "inner")
+        .groupBy("day", "product_id", "position", "randomized")
+        .agg(*(F.sum(c).cast(T.LongType()).alias(c) for c in ("impressions", "clicks", "carts", "purchases")))
+        .cache()
+    )
     try:
-        propensities = window_propensities(impressions)
-        log.info("product_ranking %s: position propensities %s", day, [round(float(v), 3) for v in propensities.theta])
+        by_day = _propensities_by_day(window, days)
+        # theta(day, position), positions past the estimated range taking the last value
+        theta_rows = [
+            (day, k, round(float(p.theta[min(k, p.max_position) - 1]), 6))
+            for day, (p, deepest) in by_day.items()
+            for k in range(1, deepest + 1)
+        ]
+        theta = spark.createDataFrame(
+            theta_rows,
+            T.StructType([T.StructField("day", T.DateType(), False), T.StructField("position", T.LongType(), False),
+                          T.StructField("theta_value", T.DoubleType(), False)]),
+        ).withColumn("theta", F.col("theta_value").cast(_EXACT).cast(_THETA))
+        exams = (F.col("impressions").cast(T.DecimalType(18, 0)) * F.col("theta")).cast(_EXACT)
         per_product = (
-            impressions.withColumn("theta", _theta(propensities))
-            .groupBy("product_id")
+            window.join(F.broadcast(theta), ["day", "position"], "inner")
+            .groupBy("day", "product_id")
             .agg(
-                F.count(F.lit(1)).cast(T.LongType()).alias("impressions_28d"),
-                F.sum(F.col("clicked").cast("long")).alias("clicks_28d"),
-                F.sum(F.col("added_to_cart").cast("long")).alias("carts_28d"),
-                F.sum(F.col("purchased").cast("long")).alias("purchases_28d"),
-                F.sum("theta").alias("examinations_exact"),
-                F.sum(F.col("position").cast("long")).alias("position_sum"),
+                F.sum("impressions").cast(T.LongType()).alias("impressions_28d"),
+                F.sum("clicks").cast(T.LongType()).alias("clicks_28d"),
+                F.sum("carts").cast(T.LongType()).alias("carts_28d"),
+                F.sum("purchases").cast(T.LongType()).alias("purchases_28d"),
+                F.sum(exams).cast(_EXACT).alias("examinations_exact"),
+                F.sum(F.col("position") * F.col("impressions")).cast(T.LongType()).alias("position_sum"),
             )
         )
-        totals = per_product.agg(
+        totals = per_product.groupBy("day").agg(
             F.sum("examinations_exact").cast("double").alias("exams_all"),
             F.sum("clicks_28d").cast("double").alias("clicks_all"),
             F.sum("carts_28d").cast("double").alias("carts_all"),
             F.sum("purchases_28d").cast("double").alias("purchases_all"),
         )
+        catalog = read_raw(
+            spark, raw_root, CATALOG, reads[CATALOG.name],
+            ["product_id", "category", "list_price", "price", "launched_on"],
+        ).withColumnRenamed(DT, "day")
         zero = F.lit(0).cast(T.LongType())
         joined = (
-            catalog.select("product_id", "category", "list_price", "price", "launched_on")
-            .join(per_product, "product_id", "left")
-            .crossJoin(totals)
+            catalog.join(per_product, ["day", "product_id"], "left")
+            .join(F.broadcast(totals), "day", "left")
             .withColumn("examinations_exact", F.coalesce("examinations_exact", F.lit(0).cast(_EXACT)))
             .withColumn("clicks_28d", F.coalesce("clicks_28d", zero))
             .withColumn("carts_28d", F.coalesce("carts_28d", zero))
@@ -131,11 +210,11 @@ def build_product_ranking(spark: SparkSession, raw_root: Path, features_root: Pa
         )
         features = joined.select(
             "product_id",
-            F.lit(end_of_day(day)).alias(EVENT_TIMESTAMP),
+            end_of_day_column("day").alias(EVENT_TIMESTAMP),
             "category",
             "list_price",
             "price",
-            F.datediff(F.lit(day), F.col("launched_on")).cast(T.LongType()).alias("days_on_sale"),
+            F.datediff(F.col("day"), F.col("launched_on")).cast(T.LongType()).alias("days_on_sale"),
             "impressions_28d",
             "clicks_28d",
             "carts_28d",
@@ -148,7 +227,13 @@ def build_product_ranking(spark: SparkSession, raw_root: Path, features_root: Pa
             F.when(F.col("impressions_28d") > 0, F.col("position_sum") / F.col("impressions_28d")).alias(
                 "mean_position"
             ),
+            F.col("day").alias(DT),
         )
-        return write_feature_partition(features, PRODUCT_RANKING, features_root, day)
+        return write_feature_partitions(features, PRODUCT_RANKING, features_root, days)
     finally:
-        impressions.unpersist()
+        window.unpersist()
+
+
+def build_product_ranking(spark: SparkSession, raw_root: Path, features_root: Path, day: dt.date) -> Path:
+    """Write ``<features_root>/product_ranking/dt=<day>/`` (see the module docstring); return that folder."""
+    return build_product_ranking_range(spark, raw_root, features_root, [day])[0]

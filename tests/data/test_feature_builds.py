@@ -275,7 +275,12 @@ def test_rebuilding_a_date_gives_the_same_rows_and_touches_nothing_else(
 ) -> None:
     from feature_repo.features.jobs import build_features
 
+    from feature_repo.features.state import STATE_DIR
+
+    # the date's partitions, and the date's own state partitions (its daily aggregates and running totals)
     rebuilt = {feature_partition_dir(built, name, DAY) for name in FEATURE_TABLES}
+    rebuilt |= set((built / STATE_DIR).glob(f"*/dt={DAY}"))
+    assert len(rebuilt) > len(FEATURE_TABLES)
     first = {name: read_feature_partition(built, name, DAY) for name in FEATURE_TABLES}
     others = _file_states(built, skip=rebuilt)
     assert any(f"dt={NEXT_DAY}" in str(p) for p in others)
