@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from config import get_settings
@@ -46,16 +47,31 @@ def airflow_bin() -> str:
 
 
 def run_airflow(args: list[str], *, env: dict[str, str] | None = None, log_file: Path | None = None,
-                timeout: float | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``airflow <args>``; output goes to ``log_file`` when given. Raises CalledProcessError on failure."""
+                timeout: float | None = None,
+                on_line: Callable[[str], None] | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``airflow <args>``; output goes to ``log_file`` when given. Raises CalledProcessError on failure.
+
+    ``on_line`` (with ``log_file``) sees every output line as it is written: the main job's progress display.
+    """
     env = env or airflow_env()
+    command = [airflow_bin(), *args]
     if log_file is None:
-        return subprocess.run([airflow_bin(), *args], env=env, check=True, capture_output=True, text=True,
-                              timeout=timeout)
+        return subprocess.run(command, env=env, check=True, capture_output=True, text=True, timeout=timeout)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("w") as out:
-        return subprocess.run([airflow_bin(), *args], env=env, check=True, stdout=out, stderr=subprocess.STDOUT,
-                              text=True, timeout=timeout)
+        if on_line is None:
+            return subprocess.run(command, env=env, check=True, stdout=out, stderr=subprocess.STDOUT, text=True,
+                                  timeout=timeout)
+        with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              bufsize=1) as process:
+            assert process.stdout is not None
+            for line in process.stdout:
+                out.write(line)
+                on_line(line)
+            code = process.wait(timeout=timeout)
+    if code:
+        raise subprocess.CalledProcessError(code, command)
+    return subprocess.CompletedProcess(command, code)
 
 
 def prepare_metadata_db(env: dict[str, str] | None = None) -> None:

@@ -20,6 +20,7 @@ import resource
 import sqlite3
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from config import get_settings
 from config.models import get_models_config
 from simulator.shop import DriftSwitch, simulate
 from storefront.airflow_env import airflow_env, prepare_metadata_db, run_airflow
+from storefront.progress import JobProgress, PlannedStep
 
 log = logging.getLogger(__name__)
 
@@ -138,47 +140,50 @@ def run_main_job(
     if max(start, first_night - dt.timedelta(days=max(windows.values()))) == start:
         log.warning("the simulated range starts inside a training window: early nights train on less history")
 
+    env = airflow_env()
+    plan: list[tuple[PlannedStep, Callable[[Callable[[str], None]], object], Path | None]] = []
+
     if fresh or not (settings.raw_root / "_truth" / "truth.json").exists():
         drift = (DriftSwitch("slow_checkout", end - dt.timedelta(days=2)),)
-        _timed(report, "simulate", lambda: simulate(start, end, settings.raw_root, seed=seed, scale=scale,
-                                                     drift=drift, overwrite=True))
-    env = airflow_env()
-    _timed(report, "airflow metadata database", lambda: prepare_metadata_db(env))
+        plan.append((PlannedStep("simulate", "simulate"),
+                     lambda _: simulate(start, end, settings.raw_root, seed=seed, scale=scale, drift=drift,
+                                        overwrite=True), None))
+    plan.append((PlannedStep("airflow metadata database", "metadata"), lambda _: prepare_metadata_db(env), None))
 
-    def features(day: dt.date, conf: dict) -> None:
-        log_file = logs / ("_".join(["features", day.isoformat(), *conf.get("tables", [])]) + ".log")
+    def dag_test(name: str, kind: str, dag_id: str, day: dt.date, log_name: str, conf: dict | None = None) -> None:
+        log_file = logs / f"{log_name}.log"
+        args = ["dags", "test", dag_id, day.isoformat(), *(["-c", json.dumps(conf)] if conf else [])]
+        plan.append((PlannedStep(name, kind),
+                     lambda on_line: run_airflow(args, env=env, log_file=log_file, on_line=on_line), log_file))
+
+    def features(day: dt.date, conf: dict, kind: str) -> None:
         what = f" (history from {conf['history_from']}" if "history_from" in conf else ""
         what += (f", {', '.join(conf['tables'])} only)" if "tables" in conf else ")") if what else ""
-        _timed(report, f"features DAG {day}{what}",
-               lambda: run_airflow(["dags", "test", "storefront_features", day.isoformat(), "-c", json.dumps(conf)],
-                                   env=env, log_file=log_file), log_file)
-
-    def training(day: dt.date) -> None:
-        log_file = logs / f"training_{day}.log"
-        _timed(report, f"training DAG {day}",
-               lambda: run_airflow(["dags", "test", "storefront_training", day.isoformat()], env=env,
-                                   log_file=log_file), log_file)
+        log_name = "_".join(["features", day.isoformat(), *conf.get("tables", [])])
+        dag_test(f"features DAG {day}{what}", kind, "storefront_features", day, log_name, conf)
 
     # Every table first (this writes each feature table's folder, which Feast's apply and materialize read), then
     # the older dates of the longer windows, only for the tables that read that far back.
     last_history_day = first_night - dt.timedelta(days=1)
     if last_history_day >= history_from:
-        features(last_history_day, {"history_from": history_from.isoformat()})
+        features(last_history_day, {"history_from": history_from.isoformat()}, "history")
     for long_from, tables in long_history:
         long_to = history_from - dt.timedelta(days=1)
         if long_to >= long_from:
-            features(long_to, {"history_from": long_from.isoformat(), "tables": list(tables)})
+            features(long_to, {"history_from": long_from.isoformat(), "tables": list(tables)}, "history")
     for i in range(nights):
         day = first_night + dt.timedelta(days=i)
-        features(day, {})
-        training(day)
-
+        features(day, {}, "features")
+        dag_test(f"training DAG {day}", "training", "storefront_training", day, f"training_{day}")
     # The A/B readouts DAG runs on every features run in production; here once, on the last night, where every
     # experiment of the demo range has reached its planned end (its final readout).
-    log_file = logs / f"ab_readouts_{end}.log"
-    _timed(report, f"A/B readouts DAG {end}",
-           lambda: run_airflow(["dags", "test", "storefront_ab_readouts", end.isoformat()], env=env,
-                               log_file=log_file), log_file)
+    dag_test(f"A/B readouts DAG {end}", "readouts", "storefront_ab_readouts", end, f"ab_readouts_{end}")
+
+    with JobProgress([step for step, _, _ in plan]) as progress:
+        for index, (step, run, log_file) in enumerate(plan):
+            with progress.step(index):
+                _timed(report, step.name, lambda run=run: run(progress.on_line), log_file)
+
     index = settings.reports / "ab_readouts" / f"dt={end.isoformat()}" / "index.html"
     report.readouts = index if index.exists() else None
 
