@@ -14,6 +14,11 @@ second beside Spark's. Targets (issue 15): the night at 365 days within 1.2x of 
 
     python benchmarks/feature_builds.py                                   # demo: 60, 120, 365 days; loads 28, 90, 365
     python benchmarks/feature_builds.py --scale tiny --histories 60 --loads 28   # a quick look
+    python benchmarks/feature_builds.py --dags --histories 60 365 --loads        # the night through Airflow
+
+``--dags`` also runs, for each history length, the main job with one night (its history load, then the night's
+features and training DAGs through ``airflow dags test``) on its own var root, and prints the night's seconds per
+Airflow task from the task records: the cost of a night as the scheduler pays it.
 """
 
 from __future__ import annotations
@@ -107,7 +112,9 @@ def main() -> None:
     parser.add_argument("--loads", type=int, nargs="+", default=[28, 90, 365], help="dates per history load")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--work", type=Path, default=None, help="scratch folder [default: a temporary one]")
+    parser.add_argument("--dags", action="store_true", help="also run each history's night through Airflow")
     args = parser.parse_args()
+    args.loads = args.loads or []
 
     os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     work = args.work or Path(tempfile.mkdtemp(prefix="storefront-feature-bench-"))
@@ -144,12 +151,13 @@ def main() -> None:
             loads[f"load of {n} dates"] = _build_all(
                 spark, raw, work / f"load-{n}", _days(NIGHT - dt.timedelta(days=n - 1), NIGHT)
             )
-        _print_table("History loads: N consecutive dates in one pass, fresh features root", columns, loads)
-        totals = {n: sum(v for k, v in loads[f"load of {n} dates"].items() if not k.startswith("_"))
-                  for n in args.loads}
-        small, big = min(args.loads), max(args.loads)
-        print(f"load of {big} / load of {small}: {totals[big] / totals[small]:.1f}x for "
-              f"{big / small:.1f}x the dates (target <= 15x)")
+        if loads:
+            _print_table("History loads: N consecutive dates in one pass, fresh features root", columns, loads)
+            totals = {n: sum(v for k, v in loads[f"load of {n} dates"].items() if not k.startswith("_"))
+                      for n in args.loads}
+            small, big = min(args.loads), max(args.loads)
+            print(f"load of {big} / load of {small}: {totals[big] / totals[small]:.1f}x for "
+                  f"{big / small:.1f}x the dates (target <= 15x)")
 
     # start-up included: the command a user runs, a 28-date range (fresh) against the next night alone
     env = dict(os.environ, STOREFRONT_LAKE_ROOT=str(work / "cli-lake"))
@@ -163,6 +171,49 @@ def main() -> None:
           f"{range_s / night_s:.1f}x (target <= 3x)")
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak RSS of the driver process {peak:,.0f} MB (the JVM is a child: see {work})")
+    if args.dags:
+        _nights_through_airflow(work, sorted(args.histories))
+
+
+def _nights_through_airflow(work: Path, histories: list[int]) -> None:
+    """The main job with one night on each history length; the night's Airflow task seconds from its records."""
+    import sqlite3
+
+    nights: dict[int, dict[str, float]] = {}
+    for history in histories:
+        var = work / f"var-{history}"
+        (var / "lake").mkdir(parents=True, exist_ok=True)
+        if not (var / "lake" / "raw").exists():
+            (var / "lake" / "raw").symlink_to(work / f"raw-{history}", target_is_directory=True)
+        env = dict(os.environ, STOREFRONT_VAR_ROOT=str(var))
+        env.pop("STOREFRONT_LAKE_ROOT", None)
+        first = NIGHT - dt.timedelta(days=history - 1)
+        began = time.perf_counter()
+        subprocess.run([str(Path(sys.executable).with_name("storefront")), "main-job", "--reuse-lake", "--nights", "1",
+                        "--start", first.isoformat(), "--end", NIGHT.isoformat()], env=env, check=True,
+                       stdout=(work / f"main-job-{history}.log").open("w"), stderr=subprocess.STDOUT)
+        wall = time.perf_counter() - began
+        with sqlite3.connect(var / "airflow" / "airflow.db") as db:
+            rows = db.execute(
+                "select ti.dag_id, ti.task_id, ti.duration from task_instance ti join dag_run dr "
+                "on ti.dag_id = dr.dag_id and ti.run_id = dr.run_id "
+                "where date(dr.logical_date) = ? and ti.dag_id in ('storefront_features', 'storefront_training') "
+                "and ti.duration is not null", (NIGHT.isoformat(),)
+            ).fetchall()
+        nights[history] = {f"{d.removeprefix('storefront_')}.{t}": float(s) for d, t, s in rows}
+        nights[history]["_wall"] = wall
+        print(f"main job, {history} days of history, one night: {wall:.0f} s wall (log: {work}/main-job-{history}.log)")
+    tasks = sorted({t for n in nights.values() for t in n if not t.startswith("_")})
+    print("\nThe night of " + NIGHT.isoformat() + " through Airflow, seconds per task, by days of history")
+    print(f"{'task':<52}" + "".join(f"{h:>8} d" for h in histories))
+    for task in tasks:
+        print(f"{task:<52}" + "".join(f"{nights[h].get(task, float('nan')):>10.1f}" for h in histories))
+    for dag in ("features", "training"):
+        sums = [sum(v for k, v in nights[h].items() if k.startswith(dag + ".")) for h in histories]
+        print(f"{dag + ' DAG, tasks summed':<52}" + "".join(f"{v:>10.1f}" for v in sums))
+    features = [sum(v for k, v in nights[h].items() if k.startswith("features.")) for h in histories]
+    ratio = features[-1] / features[0]
+    print(f"features night at {histories[-1]} d / at {histories[0]} d: {ratio:.2f}x (target <= 1.2x)")
 
 
 def _link_days(source: Path, dest: Path, days: list[dt.date]) -> None:
@@ -170,6 +221,9 @@ def _link_days(source: Path, dest: Path, days: list[dt.date]) -> None:
     from feature_repo.contract import lake
 
     keep = set(days)
+    (dest / "_truth").mkdir(parents=True, exist_ok=True)
+    for truth in (source / "_truth").glob("*"):  # what the main job's --reuse-lake looks for
+        (dest / "_truth" / truth.name).symlink_to(truth)
     for table_dir in sorted(p for p in source.iterdir() if p.is_dir() and not p.name.startswith("_")):
         for day in lake.list_partitions(source, table_dir.name):
             if day in keep:

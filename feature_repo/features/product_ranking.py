@@ -34,7 +34,7 @@ import logging
 from pathlib import Path
 
 from pyspark.sql import Column as SparkColumn
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import DataFrame, SparkSession, Window
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
@@ -111,28 +111,37 @@ def plan(raw_root: Path, features_root: Path, days: list[dt.date]) -> dict[str, 
     return reads
 
 
-def _propensities_by_day(window: DataFrame, days: list[dt.date]) -> dict[dt.date, tuple[PositionPropensities, int]]:
-    """Each built date's propensities from its window's randomized lists, and the deepest position shown."""
+def _propensities_by_day(
+    daily: DataFrame, days: list[dt.date]
+) -> dict[dt.date, tuple[PositionPropensities, int]]:
+    """Each built date's propensities from its window's randomized lists, and the deepest position shown.
+
+    The counts per date and position are small (dates x positions): they are collected and summed over each
+    window on the driver.
+    """
     counts = (
-        window.groupBy("day", "position")
+        daily.groupBy(DT, "position")
         .agg(
             F.sum(F.when(F.col("randomized"), F.col("impressions")).otherwise(0)).alias("n"),
             F.sum(F.when(F.col("randomized"), F.col("clicks")).otherwise(0)).alias("c"),
         )
-        .orderBy("day", "position")
         .collect()
     )
     out = {}
     for day in days:
-        rows = [r for r in counts if r["day"] == day]
-        randomized = [r for r in rows if r["n"] > 0]
+        first = day - dt.timedelta(days=WINDOW_DAYS - 1)
+        rows = [r for r in counts if first <= r[DT] <= day]
+        n: dict[int, int] = {}
+        c: dict[int, int] = {}
+        for r in rows:
+            n[r["position"]] = n.get(r["position"], 0) + r["n"]
+            c[r["position"]] = c.get(r["position"], 0) + r["c"]
+        randomized = sorted(k for k, v in n.items() if v > 0)
         if not randomized:
             raise ValueError(f"no randomized list in the window of {day}: position propensities cannot be estimated")
-        propensities = estimate_propensities(
-            [r["position"] for r in randomized], [r["n"] for r in randomized], [r["c"] for r in randomized]
-        )
+        propensities = estimate_propensities(randomized, [n[k] for k in randomized], [c[k] for k in randomized])
         log.info("product_ranking %s: position propensities %s", day, [round(float(v), 3) for v in propensities.theta])
-        out[day] = (propensities, max(r["position"] for r in rows))
+        out[day] = (propensities, max(n))
     return out
 
 
@@ -147,47 +156,70 @@ def build_product_ranking_range(
     """Write the ``product_ranking`` partitions of ``days`` (consecutive) in one pass; return the folders.
 
     Each date's 28-day window is the sum of the window's ``product_position_daily`` partitions (one small row per
-    product, position and kind of list a date), so a night reads one day of impressions.
+    product, position and kind of list a date), so a night reads one day of impressions. The window is a sum over
+    one row per product and date (positions as columns), so a range of N dates costs N x products rows, not N x 28
+    days of impressions.
     """
     days = sorted(days)
     reads = plan(raw_root, features_root, days)
     daily = PRODUCT_POSITION_DAILY.ensure(
         spark, raw_root, features_root, _window_days(raw_root, days), days, PRODUCT_RANKING.name
-    )
-    built = spark.createDataFrame([(d,) for d in days], T.StructType([T.StructField("day", T.DateType(), False)]))
-    in_window = (F.col(DT) <= F.col("day")) & (F.col(DT) >= F.date_sub(F.col("day"), WINDOW_DAYS - 1))
-    window = (
-        daily.join(F.broadcast(built), in_window, "inner")
-        .groupBy("day", "product_id", "position", "randomized")
-        .agg(*(F.sum(c).cast(T.LongType()).alias(c) for c in ("impressions", "clicks", "carts", "purchases")))
-        .cache()
-    )
+    ).cache()
+    per_product: DataFrame | None = None
     try:
-        by_day = _propensities_by_day(window, days)
-        # theta(day, position), positions past the estimated range taking the last value
+        by_day = _propensities_by_day(daily, days)
+        deepest = max(d for _, d in by_day.values())
+        positions = range(1, deepest + 1)
+        long = T.LongType()
+        # one row per product and date, the impressions at each position as columns: a window of 28 dates is
+        # then a sum over 28 rows per product, however many positions and lists the dates had
+        per_date = daily.groupBy(DT, "product_id").agg(
+            *(F.sum(c).cast(long).alias(c) for c in ("impressions", "clicks", "carts", "purchases")),
+            F.sum(F.col("position") * F.col("impressions")).cast(long).alias("position_sum"),
+            *(F.sum(F.when(F.col("position") == k, F.col("impressions")).otherwise(0)).cast(long).alias(f"n{k}")
+              for k in positions),
+        )
+        counted = ["impressions", "clicks", "carts", "purchases", "position_sum", *(f"n{k}" for k in positions)]
+        built = spark.createDataFrame([(d,) for d in days], T.StructType([T.StructField(DT, T.DateType(), False)]))
+        products = per_date.select("product_id").distinct()
+        spine = products.crossJoin(F.broadcast(built)).select(
+            "product_id", DT, *(F.lit(0).cast(long).alias(c) for c in counted), F.lit(True).alias("built")
+        )
+        rows = (
+            per_date.withColumn("built", F.lit(False))
+            .unionByName(spine)
+            .groupBy("product_id", DT)
+            .agg(*(F.sum(c).alias(c) for c in counted), F.max("built").alias("built"))
+            .withColumn("_day", F.unix_date(F.col(DT)))
+        )
+        window = Window.partitionBy("product_id").orderBy("_day").rangeBetween(-(WINDOW_DAYS - 1), 0)
+        windowed = rows.select(
+            "product_id", DT, "built", *(F.sum(c).over(window).cast(long).alias(c) for c in counted)
+        ).where(F.col("built") & (F.col("impressions") > 0))
+        # theta(date, position) as columns, positions past a date's estimated range taking its last value
         theta_rows = [
-            (day, k, round(float(p.theta[min(k, p.max_position) - 1]), 6))
-            for day, (p, deepest) in by_day.items()
-            for k in range(1, deepest + 1)
+            (day, *(round(float(p.theta[min(k, p.max_position) - 1]), 6) for k in positions))
+            for day, (p, _) in by_day.items()
         ]
         theta = spark.createDataFrame(
             theta_rows,
-            T.StructType([T.StructField("day", T.DateType(), False), T.StructField("position", T.LongType(), False),
-                          T.StructField("theta_value", T.DoubleType(), False)]),
-        ).withColumn("theta", F.col("theta_value").cast(_EXACT).cast(_THETA))
-        exams = (F.col("impressions").cast(T.DecimalType(18, 0)) * F.col("theta")).cast(_EXACT)
-        per_product = (
-            window.join(F.broadcast(theta), ["day", "position"], "inner")
-            .groupBy("day", "product_id")
-            .agg(
-                F.sum("impressions").cast(T.LongType()).alias("impressions_28d"),
-                F.sum("clicks").cast(T.LongType()).alias("clicks_28d"),
-                F.sum("carts").cast(T.LongType()).alias("carts_28d"),
-                F.sum("purchases").cast(T.LongType()).alias("purchases_28d"),
-                F.sum(exams).cast(_EXACT).alias("examinations_exact"),
-                F.sum(F.col("position") * F.col("impressions")).cast(T.LongType()).alias("position_sum"),
-            )
+            T.StructType([T.StructField(DT, T.DateType(), False),
+                          *(T.StructField(f"theta{k}", T.DoubleType(), False) for k in positions)]),
         )
+        exams = F.lit(0).cast(_EXACT)
+        for k in positions:  # exact: count x theta(k), theta with six decimals, summed as decimals
+            term = F.col(f"n{k}").cast(T.DecimalType(18, 0)) * F.col(f"theta{k}").cast(_EXACT).cast(_THETA)
+            exams = (exams + term.cast(_EXACT)).cast(_EXACT)
+        per_product = windowed.join(F.broadcast(theta), DT, "inner").select(
+            F.col(DT).alias("day"),
+            "product_id",
+            F.col("impressions").alias("impressions_28d"),
+            F.col("clicks").alias("clicks_28d"),
+            F.col("carts").alias("carts_28d"),
+            F.col("purchases").alias("purchases_28d"),
+            exams.alias("examinations_exact"),
+            "position_sum",
+        ).cache()
         totals = per_product.groupBy("day").agg(
             F.sum("examinations_exact").cast("double").alias("exams_all"),
             F.sum("clicks_28d").cast("double").alias("clicks_all"),
@@ -231,7 +263,9 @@ def build_product_ranking_range(
         )
         return write_feature_partitions(features, PRODUCT_RANKING, features_root, days)
     finally:
-        window.unpersist()
+        daily.unpersist()
+        if per_product is not None:
+            per_product.unpersist()
 
 
 def build_product_ranking(spark: SparkSession, raw_root: Path, features_root: Path, day: dt.date) -> Path:
