@@ -2,13 +2,15 @@
 ### Nightly training
 
 Scheduled on the `storefront_daily_features` asset: runs for the date the features DAG just published (or the
-`date` param). For each model: build its training set from Feast (point-in-time correct), train a challenger on
-the accelerator the routing picks, register it in MLflow, and move the `champion` alias only if the gate passes
-on the same holdout (every decision is recorded in MLflow). Then the champion scores the date's sessions (the
-scores partition), and the drift report compares the date's features with the champion's training reference
-(Evidently; HTML for people, JSON for machines).
+`date` param). First `prepare_stores` creates and migrates MLflow's store and the night's experiments once, so
+no two of the parallel model tasks are first users of it (Feast's stores come from the features DAG's
+`feast_apply`). Then, for each model: build its training set from Feast (point-in-time correct), train a
+challenger on the accelerator the routing picks, register it in MLflow, and move the `champion` alias only if the
+gate passes on the same holdout (every decision is recorded in MLflow). Then the champion scores the date's
+sessions (the scores partition), and the drift report compares the date's features with the champion's training
+reference (Evidently; HTML for people, JSON for machines).
 
-Logic lives in `training` and `monitoring`; this file only wires it.
+Logic lives in `storefront.stores`, `training` and `monitoring`; this file only wires it.
 """
 
 from __future__ import annotations
@@ -43,7 +45,16 @@ def storefront_training():
     def resolve_date(**context) -> str:
         return run_date(context, DAILY_FEATURES).isoformat()
 
+    @task
+    def prepare_stores() -> dict:
+        """MLflow's store and the night's experiments, created/migrated once: no two model tasks are first users."""
+        from storefront.stores import prepare_stores as prepare
+
+        return prepare(TRAINED_MODELS)
+
     day = resolve_date()
+    stores = prepare_stores()
+    day >> stores
 
     for model in TRAINED_MODELS:
 
@@ -95,7 +106,7 @@ def storefront_training():
             score_sessions(day, decision)
             drift_report(day, decision)
 
-        train_and_gate(day)
+        stores >> train_and_gate(day)
 
 
 storefront_training()

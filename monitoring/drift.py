@@ -233,6 +233,11 @@ def drift_summary_line(result: DriftResult) -> str:
     )
 
 
+def drift_experiment(model: str) -> str:
+    """The MLflow experiment of ``model``'s drift runs (``storefront.stores.prepare_stores`` creates it up front)."""
+    return f"drift-{model}"
+
+
 def log_drift_to_mlflow(result: DriftResult, champion_version: str | None) -> str:
     """Record ``result`` in MLflow: one run per (model, day) in experiment ``drift-<model>``; returns its id.
 
@@ -252,7 +257,7 @@ def log_drift_to_mlflow(result: DriftResult, champion_version: str | None) -> st
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     client = MlflowClient(tracking_uri=uri)
 
-    name = f"drift-{result.model}"
+    name = drift_experiment(result.model)
     experiment = client.get_experiment_by_name(name)
     if experiment is not None:
         experiment_id = experiment.experiment_id

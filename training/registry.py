@@ -13,12 +13,15 @@ artifact. A model that does not pass never becomes champion.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
+import hashlib
 import json
 import logging
 import math
 import subprocess
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from importlib.metadata import version as installed_version
@@ -70,9 +73,12 @@ def configure_mlflow() -> MlflowClient:
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
-def ensure_experiment(name: str) -> str:
-    """The id of experiment ``name``, created with its artifacts under ``settings.artifact_root/<name>``."""
-    client = configure_mlflow()
+def ensure_experiment(name: str, client: MlflowClient | None = None) -> str:
+    """The id of experiment ``name``, created with its artifacts under ``settings.artifact_root/<name>``.
+
+    ``client``: the client to use [default: :func:`configure_mlflow`'s, which also sets MLflow's global URIs].
+    """
+    client = client or configure_mlflow()
     location = (get_settings().artifact_root / name).as_uri()
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
@@ -85,6 +91,120 @@ def ensure_experiment(name: str) -> str:
     if experiment.artifact_location != location:
         logger.warning("experiment %r keeps its artifacts at %s, not %s", name, experiment.artifact_location, location)
     return experiment.experiment_id
+
+
+DATABASE_SCHEMES = frozenset({"sqlite", "postgresql", "mysql", "mssql"})  # MLflow's SQLAlchemy stores
+
+
+def prepare_tracking_store(experiments: Iterable[str] = ()) -> dict[str, str]:
+    """Create and migrate MLflow's backend store, and create ``experiments``: once, before parallel tasks use it.
+
+    MLflow creates (or checks) its tables when a process first opens a store, and two processes doing that at
+    once on a new store collide: on SQLite one of them fails with ``duplicate column name: step``. So the nightly
+    DAG calls this in one task before the models' parallel tasks (``storefront.stores.prepare_stores``), after
+    which every task finds a store at the current schema, with its experiment in it.
+
+    * a database URI (``sqlite:///...``, ``postgresql://...``): the tables are created on an empty database, or
+      migrated to this MLflow's schema when older (what ``mlflow db upgrade`` does), then the default experiment
+      and ``experiments`` are created; all under a lock, so several processes may call this at once: a file
+      lock beside a SQLite file, an advisory lock on PostgreSQL, a file lock under ``var_root`` otherwise (one
+      host only);
+    * a tracking server (``http(s)://``, ``databricks``): the server migrates its own store; only the
+      experiments are created (a name taken by a parallel caller is looked up again).
+
+    Idempotent. Returns ``{experiment name: id}``.
+    """
+    settings = get_settings()
+    uri = settings.tracking_uri
+    scheme = uri.split(":", 1)[0].split("+", 1)[0].lower()
+    if uri.startswith("sqlite:///"):
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    with _store_lock(uri, scheme):
+        if scheme in DATABASE_SCHEMES:
+            _create_or_migrate_tables(uri)
+        client = configure_mlflow()
+        client.search_experiments(max_results=1)  # the tracking store's first open: its default experiment
+        client.search_registered_models(max_results=1)  # and the registry store's
+        ids = {name: ensure_experiment(name, client) for name in dict.fromkeys(experiments)}
+    logger.info("MLflow store %s ready: experiments %s", _redacted(uri), ", ".join(ids) or "none")
+    return ids
+
+
+def _create_or_migrate_tables(uri: str) -> None:
+    """MLflow's own schema steps (those of ``mlflow db upgrade``): create on an empty database, else migrate."""
+    from mlflow.store.db import utils as db_utils  # private helpers, but the ones MLflow's CLI runs
+
+    engine = db_utils.create_sqlalchemy_engine_with_retry(uri)
+    try:
+        if db_utils._is_empty_database(engine):
+            logger.info("creating the MLflow tables in %s", _redacted(uri))
+            db_utils._initialize_tables(engine)
+            return
+        current, head = db_utils._get_schema_version(engine), db_utils._get_latest_schema_revision()
+        if current != head:
+            logger.warning("migrating the MLflow tables of %s from %s to %s", _redacted(uri), current, head)
+            db_utils._upgrade_db(engine)
+    finally:
+        engine.dispose()
+
+
+@contextmanager
+def _store_lock(uri: str, scheme: str) -> Iterator[None]:
+    """Held while the store at ``uri`` is prepared: one preparer at a time, across processes."""
+    if scheme == "postgresql":
+        with _postgres_advisory_lock(uri):
+            yield
+        return
+    if scheme == "sqlite":
+        db = uri.removeprefix("sqlite:///")
+        if not db or db == ":memory:":  # private to this process: nobody to race with
+            yield
+            return
+        lock_file = Path(db + ".lock")
+    elif scheme in DATABASE_SCHEMES:  # MySQL, SQL Server: serializes the preparers of this host only
+        key = hashlib.sha256(uri.encode()).hexdigest()[:16]
+        lock_file = get_settings().var_root / "locks" / f"mlflow-store-{key}.lock"
+        lock_file.parent.mkdir(parents=True, exist_ok=True)
+    else:  # a tracking server serializes its own writes
+        yield
+        return
+    with lock_file.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextmanager
+def _postgres_advisory_lock(uri: str) -> Iterator[None]:
+    """A session-level advisory lock on the tracking database, released when the block ends (or the session dies)."""
+    import sqlalchemy
+
+    key = int.from_bytes(hashlib.sha256(b"storefront-mlflow-store").digest()[:8], "big", signed=True)
+    engine = sqlalchemy.create_engine(uri, poolclass=sqlalchemy.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            conn.commit()
+            try:
+                yield
+            finally:
+                with contextlib.suppress(sqlalchemy.exc.DBAPIError):
+                    conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+                    conn.commit()
+    finally:
+        engine.dispose()
+
+
+def _redacted(uri: str) -> str:
+    """``uri`` without a password, for logs."""
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(uri).render_as_string(hide_password=True)
+    except Exception:  # not a database URL (a tracking server's address)
+        return uri
 
 
 # --- runs ----------------------------------------------------------------------------------------------------------

@@ -72,3 +72,15 @@ def test_training_is_scheduled_on_the_features_asset(dag_bag) -> None:
     assert [o.name for o in outlets] == [DAILY_FEATURES.name]
     upstream = features.get_task("build_features").upstream_task_ids
     assert upstream == {"validate_raw_events"}, "features are only built after the raw gate"
+
+
+def test_training_prepares_the_shared_stores_before_any_model_task(dag_bag) -> None:
+    """One serial task creates/migrates MLflow's store first: no two parallel model tasks are its first users."""
+    from storefront_airflow.models import TRAINED_MODELS
+
+    training = dag_bag.dags["storefront_training"]
+    assert training.get_task("prepare_stores").upstream_task_ids == {"resolve_date"}
+    model_tasks = [t for t in training.tasks if t.task_id not in ("resolve_date", "prepare_stores")]
+    assert {t.task_id.split(".")[0] for t in model_tasks} == set(TRAINED_MODELS)
+    for task in model_tasks:
+        assert "prepare_stores" in task.get_flat_relative_ids(upstream=True), task.task_id

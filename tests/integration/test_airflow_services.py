@@ -107,6 +107,23 @@ def test_dags_run_with_postgresql_metadata(tmp_path: Path, postgres_database: st
                                                       "materialize_online_store"}
 
 
+def _wait_for_api(port: int, api_server: subprocess.Popen, seconds: float = 180) -> None:
+    import httpx
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if api_server.poll() is not None:
+            raise RuntimeError(f"airflow api-server exited with {api_server.returncode}")
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/api/v2/monitor/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(1)
+    raise TimeoutError(f"airflow api-server not answering on port {port} after {seconds:.0f} s")
+
+
+@pytest.mark.timeout(1200)  # a backfill and two asset-triggered trainings through real services on 2 cores
 def test_scheduler_catches_up_a_date_range_and_triggers_training(tmp_path: Path, postgres_database: str) -> None:
     """Unpaused with a bounded schedule, the scheduler runs every date (a backfill) and the asset triggers training.
 
@@ -164,9 +181,11 @@ def test_scheduler_catches_up_a_date_range_and_triggers_training(tmp_path: Path,
     ]
     engine = sqlalchemy.create_engine(postgres_database)
     try:
+        # tasks report to the execution API: unpausing before it listens fails the first task ("connection refused")
+        _wait_for_api(port, procs[0])
         _airflow(["dags", "unpause", "storefront_training"], env)
         _airflow(["dags", "unpause", "storefront_features"], env)
-        deadline = time.monotonic() + 540
+        deadline = time.monotonic() + 840
         while time.monotonic() < deadline:
             with engine.connect() as db:
                 runs = db.execute(sqlalchemy.text("select dag_id, run_type, state, logical_date from dag_run")).all()
