@@ -8,6 +8,9 @@ dataclasses, so a Great Expectations upgrade touches these two modules.
   ``<quarantine root>/<layer>/<table>/dt=<date>/`` (replacing an older quarantine of the same partition)
   with a ``reasons.json`` beside its files; the lake no longer holds it, so nothing downstream reads it.
 * A missing partition is a failure too (the gate never passes when it could not run), with nothing to move.
+* One partition is validated with one Great Expectations validation of its table's whole suite; a history
+  load (:func:`validate_days`) validates consecutive small partitions of a table together where that gives each
+  the verdict it would get alone, so it costs much less per date than as many nightly runs.
 * Every run renders data docs under ``<reports>/data_docs/`` (``index.html``). Great Expectations runs on an
   ephemeral context whose suites and validation results are kept as JSON under ``<reports>/gx_store/``, so the
   index lists the history of runs (the most recent ``data_docs_history`` of ``config/validation.yaml``), not
@@ -71,6 +74,31 @@ GX_STORE_DIR = "gx_store"
 REASONS_FILE = "reasons.json"
 SITE_NAME = "local_site"
 _PARTIAL_UNEXPECTED = 20  # offending values Great Expectations keeps per expectation; distinct ones are quoted
+# BASIC: per expectation the success, observed value, unexpected count and percentages and the first offending
+# values, all a reason quotes; not SUMMARY's value counts and index lists, which cost a third of the validation
+_RESULT_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": _PARTIAL_UNEXPECTED}
+# A history load validates consecutive partitions of a table together up to this many rows (see
+# _Gate._validate_together): the per-expectation cost of Great Expectations is paid once for them, not per date.
+# Larger partitions gain nothing from it (the metrics themselves dominate) and are validated alone.
+_UNION_ROWS = 200_000
+# Expectations a union of partitions with the same columns and dtypes can settle for each of them: checks of every
+# row on its own (a row that passes in the union passes alone), uniqueness (no duplicate in the union: none within
+# a partition) and the schema (the union's columns and dtypes are each partition's). Not row counts, means, null
+# fractions, nor anything with a suite parameter (the partition's date window).
+_UNION_WISE = frozenset(
+    {
+        "expect_table_columns_to_match_set",
+        "expect_column_to_exist",
+        "expect_column_values_to_be_in_type_list",
+        "expect_column_values_to_not_be_null",
+        "expect_column_values_to_be_in_set",
+        "expect_column_values_to_be_between",
+        "expect_column_values_to_match_regex",
+        "expect_column_values_to_be_unique",
+        "expect_compound_columns_to_be_unique",
+        "expect_column_pair_values_a_to_be_greater_than_b",
+    }
+)
 # failures reported by the gate itself, before Great Expectations could run
 PARTITION_PRESENT = "partition_present"
 PARTITION_READABLE = "partition_readable"
@@ -202,6 +230,9 @@ def validate_days(
     """:func:`validate_day` over several dates with one GE context and one data docs build (history loads).
 
     Every date is validated before anything is raised, so one failing date does not hide another's problems.
+    Consecutive small partitions of a table are validated together (one Great Expectations validation of the
+    row-wise checks for all of them, then the per-partition checks on each, see ``_Gate._validate_together``);
+    every partition still gets every expectation's verdict, and a failure the details it would get alone.
     """
     days = list(days)
     if not days:
@@ -210,8 +241,10 @@ def validate_days(
     names = dataset_names(layer) if tables is None else list(dict.fromkeys(tables))
     for name in names:
         dataset(layer, name)  # unknown names fail before anything runs
+    days = list(dict.fromkeys(days))  # a date given twice is validated (and quarantined) once
     gate = _Gate(settings, config)
-    outcomes = gate.with_data_docs([gate.validate(layer, name, day) for day in days for name in names])
+    by_table = {name: gate.validate_table(layer, name, days) for name in names}
+    outcomes = gate.with_data_docs([by_table[name][i] for i in range(len(days)) for name in names])
     final = []
     for outcome in outcomes:
         if not outcome.success and not outcome.missing:
@@ -274,8 +307,25 @@ def quarantine(outcome: ValidationOutcome, settings: Settings | None = None) -> 
 # --- the Great Expectations side ---------------------------------------------------------------------------------
 
 
+class _Partition:
+    """One readable partition waiting for its validation: its frame and the outcome it will fill in."""
+
+    __slots__ = ("base", "frame", "rows", "signature", "spent", "started")
+
+    def __init__(self, base: ValidationOutcome, frame: pd.DataFrame, rows: int, started: float):
+        self.base, self.frame, self.rows = base, frame, rows
+        self.signature = tuple((str(name), str(dtype)) for name, dtype in frame.dtypes.items())
+        self.started = started
+        self.spent = time.perf_counter() - started  # reading and converting
+
+
 class _Gate:
-    """One Great Expectations context for one gate run: suites, validations and the data docs site."""
+    """One Great Expectations context for one gate run: suites, validations and the data docs site.
+
+    Each table's suite is built and stored once per gate run. A partition is validated alone (``batch.validate``
+    of the whole suite); consecutive partitions of one table (a history load) are validated together where that
+    gives every partition the verdict it would get alone (see :meth:`_validate_together`).
+    """
 
     def __init__(self, settings: Settings, config: ValidationConfig):
         self.settings, self.config = settings, config
@@ -283,64 +333,162 @@ class _Gate:
         self.source = self.context.data_sources.add_pandas("storefront_lake")
         self.run_time = dt.datetime.now(dt.UTC)
         self._results: dict[tuple[str, dt.date], Any] = {}  # (suite, date) -> identifier of its validation result
-        self._checkpoints: dict[str, Any] = {}
+        self._tables: dict[str, _Table] = {}
+
+    # --- partitions -> outcomes --------------------------------------------------------------------------------
 
     def validate(self, layer: Layer, table: str, day: dt.date) -> ValidationOutcome:
-        started = time.perf_counter()
+        """One date partition of one table, the whole suite on it alone."""
+        return self.validate_table(layer, table, [day])[0]
+
+    def validate_table(self, layer: Layer, table: str, days: Sequence[dt.date]) -> list[ValidationOutcome]:
+        """The partitions of one table for ``days`` (distinct dates), one outcome per date in that order.
+
+        Partitions are read a group at a time: consecutive readable partitions with the same columns and dtypes,
+        at most ``_UNION_ROWS`` rows in all (one partition alone when it is larger).
+        """
         ds = dataset(layer, table)
-        folder = partition_path(layer, table, day, self.settings)
-        base = ValidationOutcome(layer, table, day, False, ds.suite_name, folder, None, 0)
-        if not folder.is_dir():
-            failure = _gate_failure(PARTITION_PRESENT, f"no partition folder {folder}")
-            return replace(base, failed=(failure,), missing=True, seconds=time.perf_counter() - started)
-        try:
-            data = _read_partition(layer, folder)
-        except (OSError, pa.ArrowException) as err:
-            failure = _gate_failure(PARTITION_READABLE, f"{type(err).__name__}: {err}")
-            return replace(base, failed=(failure,), seconds=time.perf_counter() - started)
-        result, identifier = self._run_suite(ds, day, data)
+        done: dict[dt.date, ValidationOutcome] = {}
+        group: list[_Partition] = []
+
+        def flush() -> None:
+            for outcome in self._validate_group(ds, group):
+                done[outcome.day] = outcome
+            group.clear()
+
+        for day in days:
+            started = time.perf_counter()
+            folder = partition_path(layer, table, day, self.settings)
+            base = ValidationOutcome(layer, table, day, False, ds.suite_name, folder, None, 0)
+            if not folder.is_dir():
+                failure = _gate_failure(PARTITION_PRESENT, f"no partition folder {folder}")
+                done[day] = replace(base, failed=(failure,), missing=True, seconds=time.perf_counter() - started)
+                continue
+            try:
+                data = _read_partition(layer, folder)
+            except (OSError, pa.ArrowException) as err:
+                failure = _gate_failure(PARTITION_READABLE, f"{type(err).__name__}: {err}")
+                done[day] = replace(base, failed=(failure,), seconds=time.perf_counter() - started)
+                continue
+            part = _Partition(base, to_validation_frame(data), data.num_rows, started)
+            del data
+            if group and (part.signature != group[0].signature or sum(p.rows for p in group) + part.rows > _UNION_ROWS):
+                flush()
+            group.append(part)
+        flush()
+        return [done[day] for day in days]
+
+    def _validate_group(self, ds: Dataset, group: list[_Partition]) -> list[ValidationOutcome]:
+        if not group:
+            return []
+        table = self._table(ds)
+        if len(group) == 1 or not table.together:
+            return [self._validate_alone(ds, table, part) for part in group]
+        return self._validate_together(ds, table, group)
+
+    def _validate_alone(self, ds: Dataset, table: _Table, part: _Partition) -> ValidationOutcome:
+        began = time.perf_counter()
+        day = part.base.day
+        result = self._run_suite(ds, table.suite, part.frame, suite_parameters(ds, day))
+        result = _in_suite_order(table.suite, result, {})
+        part.spent += time.perf_counter() - began
+        return self._outcome(ds, part, result)
+
+    def _validate_together(self, ds: Dataset, table: _Table, group: list[_Partition]) -> list[ValidationOutcome]:
+        """Validate the group's partitions with one Great Expectations validation of the row-wise checks.
+
+        The row-wise and schema expectations (``_UNION_WISE``, no suite parameter) run once on the union of the
+        partitions (same columns and dtypes, so each column keeps the dtype it has alone). One of them that passes
+        there with no unexpected row passes on every partition alone: each partition's rows are rows of the union
+        (``mostly`` cannot matter with no unexpected row; an empty or all-null partition passes vacuously, as it
+        would alone). Every other expectation (row counts, means, null fractions, the partition date, and any
+        union-wise one that did not pass that way: failed, raised, or found some unexpected rows) then runs on
+        each partition alone, so failures keep exactly the details and the partition they would have alone.
+        """
+        began = time.perf_counter()
+        frames = [p.frame for p in group]
+        union = pd.concat(frames, ignore_index=True)
+        if tuple((str(n), str(d)) for n, d in union.dtypes.items()) != group[0].signature:
+            # pandas changed a dtype on concatenation: the union would not judge the types as each partition
+            logger.debug("%s: union of %d partitions changes dtypes; validated alone", ds.suite_name, len(group))
+            return [self._validate_alone(ds, table, part) for part in group]
+        together = self._run_suite(ds, table.union_suite, union, None)
+        del union
+        days = [p.base.day for p in group]
+        note = f"validated with {len(days)} partitions together ({days[0].isoformat()}..{days[-1].isoformat()})"
+        settled = {
+            r.expectation_config.id: r for r in together.results if r.expectation_config is not None and _settles(r)
+        }
+        rest = _sub_suite(table.suite, [e for e in table.suite.expectations if e.id not in settled])
+        shared = (time.perf_counter() - began) / len(group)
+        outcomes = []
+        for part in group:
+            began = time.perf_counter()
+            own = self._run_suite(ds, rest, part.frame, suite_parameters(ds, part.base.day))
+            copies = {i: _settled_result(r, note, part.rows) for i, r in settled.items()}
+            result = _in_suite_order(table.suite, own, copies)
+            part.spent += shared + time.perf_counter() - began
+            outcomes.append(self._outcome(ds, part, result))
+        return outcomes
+
+    def _outcome(self, ds: Dataset, part: _Partition, result: ExpectationSuiteValidationResult) -> ValidationOutcome:
+        day = part.base.day
+        self._results[(ds.suite_name, day)] = self._store_result(ds, day, result)
         failed = tuple(_failure(r, self.config.unexpected_examples) for r in result.results if not r.success)
-        self._results[(ds.suite_name, day)] = identifier
+        part.frame = None  # type: ignore[assignment] # the group's frames go with it
         return replace(
-            base,
+            part.base,
             success=bool(result.success) and not failed,
-            rows=data.num_rows,
+            rows=part.rows,
             evaluated=len(result.results),
             failed=failed,
-            seconds=time.perf_counter() - started,
+            seconds=part.spent,
         )
 
-    def _run_suite(self, ds: Dataset, day: dt.date, data: pa.Table) -> tuple[ExpectationSuiteValidationResult, Any]:
-        gx = great_expectations_module()
-        checkpoint = self._checkpoint(ds)
-        run_id = gx.RunIdentifier(run_name=f"{ds.layer}-{day.isoformat()}", run_time=self.run_time)
+    # --- Great Expectations ------------------------------------------------------------------------------------
+
+    def _run_suite(
+        self, ds: Dataset, suite: ExpectationSuite, frame: pd.DataFrame, parameters: dict[str, str] | None
+    ) -> ExpectationSuiteValidationResult:
+        """One Great Expectations validation of ``suite`` on ``frame`` (``batch.validate``, BASIC results)."""
+        batch = self._table(ds).batch_definition.get_batch(batch_parameters={"dataframe": frame})
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # pandas/GE deprecation chatter on every metric
-            result = checkpoint.run(
-                batch_parameters={"dataframe": to_validation_frame(data)},
-                expectation_parameters=suite_parameters(ds, day),
-                run_id=run_id,
-            )
-        [(identifier, suite_result)] = result.run_results.items()
-        return suite_result, identifier
+            return batch.validate(suite, result_format=dict(_RESULT_FORMAT), expectation_parameters=parameters)
 
-    def _checkpoint(self, ds: Dataset) -> Any:
-        """The table's checkpoint (suite, dataframe asset, validation definition), made once per gate run."""
-        if ds.suite_name not in self._checkpoints:
-            gx = great_expectations_module()
+    def _store_result(self, ds: Dataset, day: dt.date, result: ExpectationSuiteValidationResult) -> Any:
+        """Keep one partition's result in the validation results store (what the data docs render), as a
+        validation definition's run would, under run ``<layer>-<date>`` of this gate run."""
+        gx = great_expectations_module()
+        from great_expectations.data_context.types.resource_identifiers import (
+            ExpectationSuiteIdentifier,
+            ValidationResultIdentifier,
+        )
+
+        run_id = gx.RunIdentifier(run_name=f"{ds.layer}-{day.isoformat()}", run_time=self.run_time)
+        result.meta["run_id"] = run_id
+        result.meta["validation_time"] = run_id.run_time
+        result.meta["batch_parameters"] = {"dataframe": "<DATAFRAME>"}
+        suite_id = ExpectationSuiteIdentifier(name=ds.suite_name)
+        identifier = ValidationResultIdentifier(
+            expectation_suite_identifier=suite_id, run_id=run_id, batch_identifier=result.batch_id
+        )
+        self.context.validation_results_store.store_validation_results(
+            suite_validation_result=result,
+            suite_validation_result_identifier=identifier,
+            expectation_suite_identifier=suite_id,
+        )
+        return identifier
+
+    def _table(self, ds: Dataset) -> _Table:
+        """The table's suite (stored), its dataframe asset and the part of the suite a union can settle."""
+        if ds.suite_name not in self._tables:
             suite = self._store_suite(build_suite(ds.layer, ds.name, self.config))
             batch = self.source.add_dataframe_asset(ds.suite_name).add_batch_definition_whole_dataframe("partition")
-            definition = self.context.validation_definitions.add(
-                gx.ValidationDefinition(name=ds.suite_name, data=batch, suite=suite)
-            )
-            self._checkpoints[ds.suite_name] = self.context.checkpoints.add(
-                gx.Checkpoint(
-                    name=ds.suite_name,
-                    validation_definitions=[definition],
-                    result_format={"result_format": "SUMMARY", "partial_unexpected_count": _PARTIAL_UNEXPECTED},
-                )
-            )
-        return self._checkpoints[ds.suite_name]
+            union_wise = [e for e in suite.expectations if _union_wise(e)]
+            together = bool(union_wise) and all(e.id for e in suite.expectations)
+            self._tables[ds.suite_name] = _Table(suite, batch, _sub_suite(suite, union_wise), together)
+        return self._tables[ds.suite_name]
 
     def _store_suite(self, suite: ExpectationSuite) -> ExpectationSuite:
         """Save the generated suite, replacing the stored one.
@@ -355,19 +503,25 @@ class _Gate:
         return self.context.suites.add(suite)
 
     def with_data_docs(self, outcomes: list[ValidationOutcome]) -> list[ValidationOutcome]:
-        """Render this run's results into the data docs site and point each outcome at its pages."""
+        """Render this run's results into the data docs site and point each outcome at its pages.
+
+        One site builder for the run. Its validations section may render every result of this run: Great
+        Expectations renders pages only for the most recent ``validation_results_limit`` results, which a history
+        load of more than ``data_docs_history / tables`` dates exceeds (the index still lists the most recent
+        ``data_docs_history``).
+        """
         from great_expectations.data_context.types.resource_identifiers import ExpectationSuiteIdentifier
 
         index: Path | None = None
+        builder = None
         if self._results:
             suites = [ExpectationSuiteIdentifier(name=name) for name in dict.fromkeys(n for n, _ in self._results)]
             try:
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    urls = self.context.build_data_docs(
-                        site_names=[SITE_NAME], resource_identifiers=[*self._results.values(), *suites]
-                    )
-                index = _url_path(urls[SITE_NAME])
+                    builder = self._site_builder(pages=self.config.data_docs_history + len(self._results))
+                    url, _ = builder.build(resource_identifiers=[*self._results.values(), *suites])
+                index = _url_path(url)
             except Exception:  # the verdict stands without its HTML; say so loudly
                 logger.exception("data docs could not be rendered under %s", self.settings.reports / DATA_DOCS_DIR)
         elif (self.settings.reports / DATA_DOCS_DIR / "index.html").is_file():
@@ -375,16 +529,122 @@ class _Gate:
         done = []
         for outcome in outcomes:
             page = None
-            if index is not None and (outcome.suite, outcome.day) in self._results:
-                page = self._page(self._results[(outcome.suite, outcome.day)])
+            if builder is not None and index is not None and (outcome.suite, outcome.day) in self._results:
+                url = builder.get_resource_url(resource_identifier=self._results[(outcome.suite, outcome.day)])
+                page = _url_path(url) if url else None
             done.append(replace(outcome, data_docs=index, data_docs_page=page))
         return done
 
-    def _page(self, identifier: Any) -> Path | None:
-        for site in self.context.get_docs_sites_urls(resource_identifier=identifier, site_name=SITE_NAME):
-            if url := site.get("site_url"):
-                return _url_path(url)
-        return None
+    def _site_builder(self, *, pages: int) -> Any:
+        """The data docs site's builder, as ``build_data_docs`` makes it, rendering up to ``pages`` results."""
+        from great_expectations.render.renderer.site_builder import SiteBuilder
+
+        site = _site_config(self.settings, self.config)
+        site.pop("class_name")
+        sections = {"validations": {"validation_results_limit": pages}}
+        return SiteBuilder(data_context=self.context, site_name=SITE_NAME, site_section_builders=sections, **site)
+
+
+@dataclass(frozen=True)
+class _Table:
+    suite: ExpectationSuite  # the stored suite, every expectation with its id
+    batch_definition: Any  # the table's dataframe asset, whole-dataframe batches
+    union_suite: ExpectationSuite  # the expectations a union of partitions can settle (see _UNION_WISE)
+    together: bool  # whether partitions of this table may be validated together at all
+
+
+def _union_wise(expectation: Any) -> bool:
+    """Whether a union of partitions that passes ``expectation`` with no unexpected row settles each partition."""
+    if expectation.expectation_type not in _UNION_WISE:
+        return False
+    return '"$PARAMETER"' not in json.dumps(expectation.configuration.kwargs, default=str)  # per-partition values
+
+
+def _settles(result: ExpectationValidationResult) -> bool:
+    """A union's result that gives every one of its partitions a pass: passed, raised nothing, no unexpected row."""
+    if not result.success or (result.exception_info or {}).get("raised_exception"):
+        return False
+    return (result.result or {}).get("unexpected_count") in (None, 0)
+
+
+def _settled_result(result: ExpectationValidationResult, note: str, rows: int) -> ExpectationValidationResult:
+    """One partition's copy of a union's passing result, keeping what holds for the partition too.
+
+    Row-wise checks: no unexpected row (0% of the partition's rows; the element and missing counts, which the
+    union's result gives for the union, are left out); schema checks: the union's observed value (the partition's
+    columns and dtypes are the union's).
+    """
+    from great_expectations.core.expectation_validation_result import ExpectationValidationResult
+
+    details = result.result or {}
+    if "observed_value" in details:
+        kept: dict[str, Any] = {"observed_value": details["observed_value"]}
+    elif "unexpected_count" in details:
+        kept = {"unexpected_count": 0, "unexpected_percent": 0.0 if rows else None, "partial_unexpected_list": []}
+    else:
+        kept = {}
+    return ExpectationValidationResult(
+        success=True,
+        expectation_config=result.expectation_config,
+        result=kept,
+        meta={**(result.meta or {}), "storefront_validated": note},
+    )
+
+
+def _sub_suite(suite: ExpectationSuite, expectations: Sequence[Any]) -> ExpectationSuite:
+    """An unsaved suite of some of ``suite``'s expectations (copies, with their ids), for ``batch.validate``."""
+    gx = great_expectations_module()
+    # configurations, not the expectations: the suite takes copies of them, ids kept (an Expectation with an id
+    # is refused as belonging to another suite)
+    configurations = [e.configuration for e in expectations]
+    return gx.ExpectationSuite(name=suite.name, expectations=configurations, meta=dict(suite.meta or {}))
+
+
+def _in_suite_order(
+    suite: ExpectationSuite,
+    validated: ExpectationSuiteValidationResult,
+    settled: dict[str, ExpectationValidationResult],
+) -> ExpectationSuiteValidationResult:
+    """One result per expectation of ``suite``, in the suite's order: ``validated``'s own, else ``settled``'s.
+
+    Raises when an expectation of the suite has neither (it would have gone unevaluated).
+    """
+    from great_expectations.core.expectation_validation_result import ExpectationSuiteValidationResult
+
+    if not settled and not all(e.id for e in suite.expectations):  # no ids to order by: as validated
+        return validated
+    own: dict[str, ExpectationValidationResult] = {}
+    extra: list[ExpectationValidationResult] = []
+    for r in validated.results:
+        key = None if r.expectation_config is None else r.expectation_config.id
+        if key is None or key in own:
+            extra.append(r)
+        else:
+            own[key] = r
+    results = []
+    for expectation in suite.expectations:
+        r = own.pop(expectation.id) if expectation.id in own else settled.get(expectation.id)
+        if r is None:
+            raise RuntimeError(
+                f"{suite.name}: no result for expectation {expectation.expectation_type} {expectation.id}"
+            )
+        results.append(r)
+    results += [*own.values(), *extra]
+    passed = sum(bool(r.success) for r in results)
+    return ExpectationSuiteValidationResult(
+        success=passed == len(results),
+        results=results,
+        suite_name=validated.suite_name,
+        suite_parameters=validated.suite_parameters,
+        statistics={
+            "evaluated_expectations": len(results),
+            "successful_expectations": passed,
+            "unsuccessful_expectations": len(results) - passed,
+            "success_percent": 100.0 * passed / len(results) if results else None,
+        },
+        meta=validated.meta,
+        batch_id=validated.batch_id,
+    )
 
 
 def _context(settings: Settings, config: ValidationConfig) -> AbstractDataContext:
@@ -403,31 +663,36 @@ def _context(settings: Settings, config: ValidationConfig) -> AbstractDataContex
         stores={
             "expectations_store": {"class_name": "ExpectationsStore", "store_backend": files("expectations")},
             "validation_results_store": {"class_name": "ValidationResultsStore", "store_backend": files("validations")},
-            # definitions and checkpoints are rebuilt from the suites on every run: nothing to keep
+            # the gate validates batches directly (no definitions or checkpoints are kept): nothing to keep
             "checkpoint_store": {"class_name": "CheckpointStore", "store_backend": memory},
             "validation_definition_store": {"class_name": "ValidationDefinitionStore", "store_backend": memory},
         },
         expectations_store_name="expectations_store",
         validation_results_store_name="validation_results_store",
         checkpoint_store_name="checkpoint_store",
-        data_docs_sites={
-            SITE_NAME: {
-                "class_name": "SiteBuilder",
-                "show_how_to_buttons": False,
-                "store_backend": {
-                    "class_name": "TupleFilesystemStoreBackend",
-                    "base_directory": str(settings.reports / DATA_DOCS_DIR),
-                },
-                "site_index_builder": {
-                    "class_name": "DefaultSiteIndexBuilder",
-                    "validation_results_limit": config.data_docs_history,
-                },
-            }
-        },
+        data_docs_sites={SITE_NAME: _site_config(settings, config)},
         analytics_enabled=False,
         progress_bars=ProgressBarsConfig(globally=False, metric_calculations=False),
     )
     return gx.get_context(mode="ephemeral", project_config=project)
+
+
+def _site_config(settings: Settings, config: ValidationConfig) -> dict[str, Any]:
+    """The data docs site: HTML under <reports>/data_docs, an index of the latest ``data_docs_history`` results
+    (built by ``data_docs.LeanSiteIndexBuilder``: the default one's index, without loading every listed result)."""
+    return {
+        "class_name": "SiteBuilder",
+        "show_how_to_buttons": False,
+        "store_backend": {
+            "class_name": "TupleFilesystemStoreBackend",
+            "base_directory": str(settings.reports / DATA_DOCS_DIR),
+        },
+        "site_index_builder": {
+            "class_name": "LeanSiteIndexBuilder",
+            "module_name": "feature_repo.expectations.data_docs",
+            "validation_results_limit": config.data_docs_history,
+        },
+    }
 
 
 def _read_partition(layer: Layer, folder: Path) -> pa.Table:
@@ -516,8 +781,6 @@ def _plain(value: Any) -> Any:
 
 
 # --- CLI ---------------------------------------------------------------------------------------------------------
-
-
 
 
 @click.command("validate")

@@ -11,6 +11,7 @@ import json
 import logging
 import shutil
 from collections.abc import Iterable, Iterator
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +35,7 @@ from feature_repo.expectations.validate import (
     quarantine_path,
     validate_command,
     validate_day,
+    validate_days,
     validate_partition,
 )
 from feature_repo.features.tables import EVENT_TIMESTAMP, FEATURE_TABLES, FeatureTable
@@ -225,6 +227,123 @@ def test_an_empty_partition_of_an_event_table_that_may_be_empty_passes(settings:
     assert outcome.success, outcome.summary()
     assert outcome.rows == 0
     assert partition_path("raw", "promotion_offers", empty_days[0]).is_dir()
+
+
+# --- history loads: several dates in one call -------------------------------------------------------------------
+
+
+def _spy_on_great_expectations(monkeypatch: pytest.MonkeyPatch) -> list[tuple[int, int]]:
+    """Record (rows, expectations) of every Great Expectations validation the gate runs."""
+    from feature_repo.expectations import validate
+
+    runs: list[tuple[int, int]] = []
+    run_suite = validate._Gate._run_suite
+
+    def spy(self: Any, ds: Any, suite: Any, frame: Any, parameters: Any) -> Any:
+        runs.append((len(frame), len(suite.expectations)))
+        return run_suite(self, ds, suite, frame, parameters)
+
+    monkeypatch.setattr(validate._Gate, "_run_suite", spy)
+    return runs
+
+
+def _set_rows(settings: Settings, table: str, day: dt.date, column: str, rows: Iterable[int], value: object) -> None:
+    for row in rows:
+        _rewrite(settings, table, day, column, row, value)
+
+
+def test_a_history_load_gives_each_partition_the_verdict_and_reasons_it_gets_alone(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    days = [DAY + dt.timedelta(days=i) for i in range(-2, 4)]
+    before, after, later, last = days[1], days[3], days[4], days[5]
+    _corrupt_sessions(settings, DAY)  # row-wise failures: in set, between, unique, not null
+    sessions = lambda day: pq.read_table(partition_dir(settings.raw_root, "sessions", day) / PART_FILE)  # noqa: E731
+    # two slow pages: unexpected rows in a union of dates, yet within `mostly` (99%) for their partition alone
+    _set_rows(settings, "sessions", before, "lcp_ms", [0, 1], 500_000.0)
+    # 5% slow pages: beyond `mostly` for that partition
+    _set_rows(settings, "sessions", after, "lcp_ms", range(sessions(after).num_rows // 20 + 1), 500_000.0)
+    # a session id of one date repeated on another: a duplicate in a union, unique within each partition
+    _rewrite(settings, "sessions", later, "session_id", 0, sessions(before)["session_id"][5].as_py())
+    # another dtype (int32 page views) on the first date: judged by the type check as alone, never in a union
+    first = sessions(days[0])
+    index = first.schema.get_field_index("pageviews")
+    first = first.set_column(index, "pageviews", pc.cast(first["pageviews"], pa.int32()))
+    pq.write_table(first, partition_dir(settings.raw_root, "sessions", days[0]) / PART_FILE)
+    shutil.rmtree(partition_dir(settings.raw_root, "sessions", last))  # missing: a gate failure, nothing moved
+
+    alone = {day: validate_partition("raw", "sessions", day) for day in days}  # never moves anything
+    runs = _spy_on_great_expectations(monkeypatch)
+    with pytest.raises(ValidationFailed) as raised:
+        validate_days("raw", days, tables=["sessions"])
+
+    together = {o.day: o for o in raised.value.outcomes}
+    assert {d for d in days if not alone[d].success} == {days[0], DAY, after, last}
+    expectations = len(build_suite("raw", "sessions").expectations)
+    for day in days:
+        mine, reference = together[day], alone[day]
+        assert (mine.success, mine.rows, mine.missing) == (reference.success, reference.rows, reference.missing), day
+        assert mine.failed == reference.failed, day  # the same expectations, details and order
+        assert mine.evaluated == reference.evaluated == (0 if day == last else expectations), day
+        if not mine.success and not mine.missing:
+            assert mine.quarantined_to == quarantine_path("raw", "sessions", day)
+            reasons = json.loads((mine.quarantined_to / REASONS_FILE).read_text())
+            assert reasons["failed_expectations"] == json.loads(
+                json.dumps([asdict(f) for f in reference.failed], default=str)
+            )
+        else:
+            assert mine.quarantined_to is None
+    assert _failures(together[after].failed) == {("lcp_ms", "expect_column_values_to_be_between")}
+    assert partition_path("raw", "sessions", before).is_dir() and partition_path("raw", "sessions", later).is_dir()
+    # the four same-dtype readable partitions (before, DAY, after, later) went through one union validation
+    union_rows = sum(together[d].rows or 0 for d in (before, DAY, after, later))
+    assert [n for rows, n in runs if rows == union_rows], runs
+
+
+def test_a_clean_history_load_costs_far_fewer_expectation_runs_than_one_per_date(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    days = [DAY + dt.timedelta(days=i) for i in range(7)]
+    runs = _spy_on_great_expectations(monkeypatch)
+    config = read_validation_config().model_copy(update={"data_docs_history": 20})  # fewer than this run's results
+
+    outcomes = validate_days("raw", days, config=config)
+
+    assert [(o.day, o.table) for o in outcomes] == [(d, t) for d in days for t in TABLES]
+    assert all(o.success for o in outcomes)
+    suites = {t: len(build_suite("raw", t).expectations) for t in TABLES}
+    assert all(o.evaluated == suites[o.table] for o in outcomes)  # every expectation judged on every partition
+    one_by_one = len(days) * sum(suites.values())
+    assert sum(n for _, n in runs) < one_by_one / 2, (sum(n for _, n in runs), one_by_one)
+    assert not settings.quarantine_root.exists()
+    # every result of the run has its page, though the index lists only the latest data_docs_history
+    assert all(o.data_docs_page is not None and o.data_docs_page.is_file() for o in outcomes)
+    assert len({o.data_docs_page for o in outcomes}) == len(outcomes)
+
+
+def test_the_data_docs_index_is_great_expectations_default_one(settings: Settings, tmp_path: Path) -> None:
+    from great_expectations.render.renderer.site_builder import SiteBuilder
+
+    from feature_repo.expectations import validate
+
+    validate_days("raw", [DAY, DAY + dt.timedelta(days=1)], tables=["orders", "catalog"])
+    validate_day("raw", DAY + dt.timedelta(days=2), tables=["orders"])
+    docs = settings.reports / "data_docs"
+    config = read_validation_config().model_copy(update={"data_docs_history": 4})  # the index leaves some out
+    gate = validate._Gate(settings, config)
+    indexes = {}
+    for kind in ("lean", "default"):
+        site = validate._site_config(settings, config)
+        del site["class_name"]
+        if kind == "default":
+            site["site_index_builder"] = {"class_name": "DefaultSiteIndexBuilder", "validation_results_limit": 4}
+        site["store_backend"]["base_directory"] = str(shutil.copytree(docs, tmp_path / kind))
+        SiteBuilder(data_context=gate.context, site_name="local_site", **site).site_index_builder.build()
+        # the page stamps its build time into an asset URL (?d=<time>): the only difference allowed
+        html = (tmp_path / kind / "index.html").read_text()
+        indexes[kind] = "".join(part.split("&", 1)[-1] for part in html.split("?d="))
+    assert indexes["lean"] == indexes["default"]
+    assert indexes["lean"].count("raw.orders") >= 3
 
 
 # --- feature layer -----------------------------------------------------------------------------------------------
