@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -37,15 +36,6 @@ DAY = dt.date(2026, 1, 12)  # tiny_lake holds 2026-01-01..2026-01-21, with coupo
 NEXT_DAY = DAY + dt.timedelta(days=1)
 HISTORY_START, HISTORY_END = dt.date(2025, 10, 1), dt.date(2026, 1, 10)  # long enough for the 90-day window to bind
 RAW_INPUTS = ("customers", "sessions", "orders", "promotion_offers")  # what the builds read
-
-
-@pytest.fixture(scope="session")
-def spark() -> Iterator[SparkSession]:
-    """One local Spark session for the whole test run (starting one takes 6 to 12 s)."""
-    from feature_repo.features.spark_session import spark_session
-
-    with spark_session("storefront-tests") as session:
-        yield session
 
 
 @pytest.fixture(scope="module")
@@ -274,7 +264,6 @@ def test_rebuilding_a_date_gives_the_same_rows_and_touches_nothing_else(
     spark: SparkSession, built: Path, tiny_lake: Path
 ) -> None:
     from feature_repo.features.jobs import build_features
-
     from feature_repo.features.state import STATE_DIR
 
     # the date's partitions, and the date's own state partitions (its daily aggregates and running totals)

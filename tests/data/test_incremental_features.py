@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,14 +25,6 @@ START, END = dt.date(2025, 10, 1), dt.date(2026, 1, 8)
 NIGHTS = date_range(END - dt.timedelta(days=2), END)  # the nights compared
 PREFIX = date_range(END - dt.timedelta(days=6), NIGHTS[0] - dt.timedelta(days=1))  # carried state comes from these
 TABLES = sorted(FEATURE_TABLES)
-
-
-@pytest.fixture(scope="module")
-def spark() -> Iterator[SparkSession]:
-    from feature_repo.features.spark_session import spark_session
-
-    with spark_session("storefront-incremental-tests") as session:
-        yield session
 
 
 @pytest.fixture(scope="module")
