@@ -385,8 +385,9 @@ def test_the_top_of_the_ranking_is_planted(every_session: KpiImpactResult, truth
 
 XFAIL_5XX = pytest.mark.xfail(
     reason="the 5xx count's effect is estimated at 75% of the planted 31 per 100k with a narrow interval (20-26) on "
-    "lake seed 7: see the module docstring",
-    strict=False,
+    "lake seed 7: see the module docstring (issue 17)",
+    strict=True,
+    raises=AssertionError,
 )
 
 
