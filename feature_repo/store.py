@@ -9,6 +9,10 @@ An upgrade of Feast touches this file (and the four definition modules beside it
 * ``materialize(start, end)`` loads an interval into the online store; running it twice changes nothing.
 * ``historical_features(entity_df, service)`` is the point-in-time join for training sets. Unlike Feast's file
   offline store it returns every entity row exactly once, in order, with nulls where no feature row was valid.
+  With the file (Dask) store the join runs per view and per ``PIT_CHUNK_DAYS`` of entity timestamps, each over
+  only the view's files that its TTL can reach (parquet statistics): Feast's Dask join otherwise reads a table's
+  whole history and pairs every entity row with every row of its key (the demo shop's 28-day conversion set
+  against 120 days of ``customer_history`` took 58 s that way on 2 busy cores, 5 s this way; same rows and values).
 * ``online_features(service_or_refs, rows)`` reads the online store for serving.
 
 Timestamps come back tz-aware UTC in both profiles; integer features as pandas ``Int64`` (nullable), float
@@ -28,22 +32,26 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import datetime as dt
 import io
 import logging
 import os
 import shlex
 import sys
+import tempfile
 import threading
 import time
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pyarrow.dataset as pads
+import pytz
 from feast import FeatureService, FeatureStore, FeatureView, Project
 from feast.infra.offline_stores.dask import DaskOfflineStoreConfig
 from feast.infra.offline_stores.file_source import FileSource
@@ -253,24 +261,16 @@ def historical_features(entity_df: pd.DataFrame, feature_service: str) -> pd.Dat
     if out[EVENT_TIMESTAMP].isna().any():
         raise ValueError(f"historical_features: {int(out[EVENT_TIMESTAMP].isna().sum())} rows have no timestamp")
 
-    calls: list[tuple[FeatureService | list[str], list[str], list[str], pd.DataFrame | None]]
+    retrieved: dict[str, pd.Series] = {}
     if isinstance(store.config.offline_store, DaskOfflineStoreConfig):
         # The file (Dask) store drops an entity row when one view has rows for its key but none inside the TTL,
-        # and the drop hides the other views' features too: ask it one view at a time. It also fails outright
-        # (Dask cannot sort the null timestamps of the left join) on a key with no row at all: send only the
-        # keys the view's table holds.
-        calls = [
-            ([f"{p.name}:{f.name}" for f in p.features], _join_keys(views[p.name]), [p.name],
-             _keys_in_file_source(store, views[p.name]))
-            for p in service.feature_view_projections
-        ]
+        # and the drop hides the other views' features too: ask it one view at a time (_retrieve_from_files).
+        for p in service.feature_view_projections:
+            features = [f"{p.name}:{f.name}" for f in p.features]
+            retrieved.update(_retrieve_from_files(store, out, views[p.name], features, dtypes).items())
     else:
-        calls = [(service, join_keys, list(views), None)]
-
-    retrieved: dict[str, pd.Series] = {}
-    _ensure_spark_utc(store)
-    for call_features, keys, view_names, known_keys in calls:
-        retrieved.update(_retrieve(store, out, keys, known_keys, call_features, view_names, dtypes).items())
+        _ensure_spark_utc(store)
+        retrieved.update(_retrieve(store, out, join_keys, service, list(views), dtypes).items())
     out = _with_dtypes(pd.concat([out, pd.DataFrame(retrieved)[list(dtypes)]], axis=1), dtypes)
     out.index = entity_df.index
     log.info("Feast historical_features(%s): %d entity rows in %.1f s", feature_service, len(out),
@@ -282,35 +282,55 @@ def _retrieve(
     store: FeatureStore,
     entities: pd.DataFrame,
     keys: list[str],
-    known_keys: pd.DataFrame | None,
     features: FeatureService | list[str],
     view_names: list[str],
     dtypes: Mapping[str, FeastType],
 ) -> pd.DataFrame:
     """One Feast retrieval for the unique (keys, timestamp) rows of ``entities``; mapped back onto every row.
 
-    Rows whose keys are null, or not among ``known_keys`` when given, cannot match and are not sent.
+    Rows whose keys are null cannot match and are not sent.
+    """
+    group, unique = _unique_entity_rows(entities, keys)
+    view_features = [c for c in _output_names(features) if c in dtypes]
+    if unique.empty:
+        result = _no_rows(view_features)
+    else:
+        result = store.get_historical_features(entity_df=unique, features=features).to_df()
+    return _onto_entity_rows(entities, group, unique[ROW_ID], result, view_features, view_names)
+
+
+def _unique_entity_rows(entities: pd.DataFrame, keys: list[str]) -> tuple[pd.Series, pd.DataFrame]:
+    """Per entity row its (keys, timestamp) group, and one row per group with a non-null key (``ROW_ID`` = group).
+
+    A null key matches no feature row; it also breaks Spark's schema inference when a whole column is null.
     """
     columns = [*keys, EVENT_TIMESTAMP]
     group = entities.groupby(columns, dropna=False, sort=False).ngroup()
-    unique = entities.loc[~group.duplicated(), columns].assign(**{ROW_ID: group[~group.duplicated()].to_numpy()})
-    # a null key matches no feature row; it also breaks Spark's schema inference when a whole column is null
-    unique = unique[unique[keys].notna().all(axis=1)]
-    if known_keys is not None:
-        unique = unique.merge(known_keys, on=keys, how="inner")
-    unique = unique.reset_index(drop=True)
-    view_features = [c for c in _output_names(features) if c in dtypes]
-    if unique.empty:
-        result = pd.DataFrame({ROW_ID: pd.Series(dtype="int64"), **{c: pd.Series(dtype=object) for c in view_features}})
-    else:
-        result = store.get_historical_features(entity_df=unique, features=features).to_df()
+    first = ~group.duplicated()
+    unique = entities.loc[first, columns].assign(**{ROW_ID: group[first].to_numpy()})
+    return group, unique[unique[keys].notna().all(axis=1)].reset_index(drop=True)
+
+
+def _no_rows(view_features: list[str]) -> pd.DataFrame:
+    return pd.DataFrame({ROW_ID: pd.Series(dtype="int64"), **{c: pd.Series(dtype=object) for c in view_features}})
+
+
+def _onto_entity_rows(
+    entities: pd.DataFrame,
+    group: pd.Series,
+    sent_ids: pd.Series,
+    result: pd.DataFrame,
+    view_features: list[str],
+    view_names: list[str],
+) -> pd.DataFrame:
+    """The retrieved ``view_features`` of each entity row (by its group's ``ROW_ID``; nulls where none came back)."""
     if result[ROW_ID].duplicated().any():
         raise RuntimeError(f"offline store returned duplicate rows for {view_names}")
     found = pd.DataFrame({ROW_ID: group.to_numpy()}, index=entities.index)
     found = found.merge(result[[ROW_ID, *view_features]], on=ROW_ID, how="left", validate="many_to_one")
     found.index = entities.index
 
-    sent = int(group.isin(unique[ROW_ID]).sum())
+    sent = int(group.isin(sent_ids).sum())
     dropped = sent - int(group.isin(result[ROW_ID]).sum())
     empty = int(found[view_features].isna().all(axis=1).sum()) if view_features else 0
     if empty:
@@ -322,16 +342,193 @@ def _retrieve(
     return found[view_features]
 
 
-def _keys_in_file_source(store: FeatureStore, view: FeatureView) -> pd.DataFrame:
-    """The distinct join keys present in a FileSource's parquet folder (hive ``dt=`` partitions)."""
+# --- the file (Dask) offline store: each retrieval reads only the files its TTL can reach -----------------------
+
+# Entity rows per retrieval span at most this many days of event timestamps: Feast's Dask join pairs every entity
+# row with every source row of its key before the TTL filter, so a 28-day window against a daily snapshot table
+# pairs each row with ~30 rows; a week pairs it with ~9 (the week plus the TTL).
+PIT_CHUNK_DAYS = 7
+
+
+@dataclass(frozen=True)
+class _SourceFile:
+    """One parquet file of a FileSource's folder, with the range of its timestamp column (None: unknown)."""
+
+    path: Path
+    relative: Path  # below the source folder (keeps the hive ``dt=`` folder)
+    first: pd.Timestamp | None
+    last: pd.Timestamp | None
+
+    def may_hold(self, start: pd.Timestamp | None, end: pd.Timestamp) -> bool:
+        """Whether the file may hold a row with ``start <= timestamp <= end`` (``start`` None: no lower bound)."""
+        if self.first is None or self.last is None:
+            return True
+        return self.first <= end and (start is None or self.last >= start)
+
+
+_file_ranges: dict[tuple[str, int, int, str], tuple[pd.Timestamp | None, pd.Timestamp | None]] = {}
+
+
+def _retrieve_from_files(
+    store: FeatureStore,
+    entities: pd.DataFrame,
+    view: FeatureView,
+    features: list[str],
+    dtypes: Mapping[str, FeastType],
+) -> pd.DataFrame:
+    """Feast's point-in-time join of one view onto ``entities``, through the file offline store, in time chunks.
+
+    Feast's Dask store reads the view's whole folder and pairs every entity row with every row of its key before
+    it applies the TTL, so its cost grows with the table's history, not with the window asked for. A source row
+    older than the earliest entity timestamp minus the TTL, or newer than the latest entity timestamp, can never
+    be joined, so each retrieval here covers at most ``PIT_CHUNK_DAYS`` of entity timestamps and reads only the
+    view's files whose timestamp range (parquet statistics; files without them are always read) overlaps
+    ``[first - ttl, last]`` of its chunk. The join itself is Feast's: the offline store's
+    ``get_historical_features`` (what ``FeatureStore.get_historical_features`` calls) for the registered view
+    with its FileSource narrowed to those files, after the same servability check. Same rows, same values.
+
+    Only keys present in the chunk's files are sent: the Dask store fails outright on a key with no row at all
+    (it cannot sort the null timestamps of its left join).
+    """
+    _check_servable(view)
+    keys = _join_keys(view)
+    view_features = [c for c in _output_names(features) if c in dtypes]
+    group, unique = _unique_entity_rows(entities, keys)
+    files = _source_files(store, view)
+    ttl = view.ttl if view.ttl and view.ttl.total_seconds() > 0 else None
+    results, sent_ids = [], []
+    for chunk in _time_chunks(unique, PIT_CHUNK_DAYS):
+        end = chunk[EVENT_TIMESTAMP].max()
+        start = None if ttl is None else chunk[EVENT_TIMESTAMP].min() - ttl
+        chosen = [f for f in files if f.may_hold(start, end)]
+        if not chosen:
+            continue
+        known = pads.dataset([str(f.path) for f in chosen], format="parquet").to_table(columns=keys)
+        sent = chunk.merge(known.to_pandas().drop_duplicates(), on=keys, how="inner")
+        if sent.empty:
+            continue
+        sent_ids.append(sent[ROW_ID])
+        results.append(_file_store_join(store, view, features, sent, chosen)[[ROW_ID, *view_features]])
+    result = pd.concat(results, ignore_index=True) if results else _no_rows(view_features)
+    ids = pd.concat(sent_ids, ignore_index=True) if sent_ids else pd.Series(dtype="int64")
+    return _onto_entity_rows(entities, group, ids, result, view_features, [view.name])
+
+
+def _time_chunks(rows: pd.DataFrame, days: int) -> Iterator[pd.DataFrame]:
+    """``rows`` in consecutive blocks of at most ``days`` days of ``event_timestamp`` (from the first row's day)."""
+    if rows.empty:
+        return
+    ts = rows[EVENT_TIMESTAMP]
+    block = ((ts - ts.min().floor("D")) // pd.Timedelta(days=days)).to_numpy()
+    for _, chunk in rows.groupby(block, sort=True):
+        yield chunk
+
+
+def _file_store_join(
+    store: FeatureStore, view: FeatureView, features: list[str], entity_rows: pd.DataFrame, files: list[_SourceFile]
+) -> pd.DataFrame:
+    """Feast's Dask point-in-time join of ``features`` onto ``entity_rows``, the view's source narrowed to ``files``.
+
+    The files are linked (symlinks, same relative paths) into a temporary folder that a copy of the view's
+    FileSource points at. Dask shuffles in memory (``tasks``), not through its default on-disk ``partd`` store.
+    """
+    import dask
+
     source = view.batch_source
     if not isinstance(source, FileSource):
         raise TypeError(f"feature view {view.name!r}: the file offline store needs a FileSource, not {source!r}")
-    path = FileSource.get_uri_for_file_path(store.repo_path, source.path)
-    keys = _join_keys(view)
-    # pyarrow skips Spark's _SUCCESS and .crc files (names starting with '_' or '.'), as Dask does
-    table = pads.dataset(path, format="parquet", partitioning="hive").to_table(columns=keys)
-    return table.to_pandas().drop_duplicates()
+    # Timestamps in pytz's UTC, the zone Dask reads parquet in: Feast then skips its row-by-row tz fix-up.
+    rows = entity_rows.assign(**{EVENT_TIMESTAMP: entity_rows[EVENT_TIMESTAMP].dt.tz_convert(pytz.UTC)})
+    with tempfile.TemporaryDirectory(prefix=f"feast-{view.name}-") as folder:
+        for f in files:
+            link = Path(folder) / f.relative
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(f.path)
+        narrowed = copy.copy(view)
+        narrowed.batch_source = FileSource(
+            name=source.name,
+            path=folder,
+            file_format=source.file_format,
+            timestamp_field=source.timestamp_field,
+            created_timestamp_column=source.created_timestamp_column,
+            field_mapping=source.field_mapping,
+        )
+        job = store._get_provider().get_historical_features(
+            store.config, [narrowed], features, rows, store.registry, store.project, False
+        )
+        with dask.config.set({"dataframe.shuffle.method": "tasks"}):
+            return job.to_df()
+
+
+def _check_servable(view: FeatureView) -> None:
+    """Feast's own gate of ``get_historical_features``: a disabled view, or one still materializing, does not serve."""
+    from feast.feature_view import FeatureViewState
+
+    if not getattr(view, "enabled", True):
+        raise ValueError(f"Feature view {view.name!r} is disabled and cannot serve features.")
+    state = getattr(view, "state", None)
+    if isinstance(state, FeatureViewState) and state not in (
+        FeatureViewState.STATE_UNSPECIFIED, FeatureViewState.AVAILABLE_ONLINE
+    ):
+        raise ValueError(f"Feature view {view.name!r} is in state {state.name!r} and cannot serve features.")
+
+
+def _source_files(store: FeatureStore, view: FeatureView) -> list[_SourceFile]:
+    """The parquet files of a FileSource (a file, or a folder read as Dask does: names starting with ``_`` or
+    ``.`` skipped, e.g. Spark's ``_SUCCESS`` and ``.crc`` files), each with its timestamp range."""
+    source = view.batch_source
+    if not isinstance(source, FileSource):
+        raise TypeError(f"feature view {view.name!r}: the file offline store needs a FileSource, not {source!r}")
+    root = Path(FileSource.get_uri_for_file_path(store.repo_path, source.path))
+    if root.is_file():
+        paths = [root]
+        base = root.parent
+    else:
+        base = root
+        paths = []
+        for folder, dirs, names in os.walk(root):
+            dirs[:] = sorted(d for d in dirs if not d.startswith(("_", ".")))
+            paths += [Path(folder) / n for n in sorted(names) if not n.startswith(("_", "."))]
+    out = []
+    for path in paths:
+        first, last = _timestamp_range(path, source.timestamp_field)
+        out.append(_SourceFile(path, path.relative_to(base), first, last))
+    return out
+
+
+def _timestamp_range(path: Path, column: str) -> tuple[pd.Timestamp | None, pd.Timestamp | None]:
+    """Smallest and largest ``column`` value of a parquet file from its footer statistics (None: not known)."""
+    import pyarrow.parquet as pq
+
+    stat = path.stat()
+    key = (str(path), stat.st_mtime_ns, stat.st_size, column)
+    if key in _file_ranges:
+        return _file_ranges[key]
+    first = last = None
+    try:
+        meta = pq.read_metadata(path)
+        index = meta.schema.to_arrow_schema().get_field_index(column)
+        lows, highs = [], []
+        for i in range(meta.num_row_groups):
+            stats = meta.row_group(i).column(index).statistics if index >= 0 else None
+            if stats is None or not stats.has_min_max:
+                lows = highs = []
+                break
+            lows.append(_utc(stats.min))
+            highs.append(_utc(stats.max))
+        if lows and highs and len(lows) == meta.num_row_groups:
+            first, last = min(lows), max(highs)
+    except (OSError, ValueError, TypeError):  # not a parquet file Dask could read either: let Feast report it
+        first = last = None
+    if len(_file_ranges) > 100_000:
+        _file_ranges.clear()
+    _file_ranges[key] = (first, last)
+    return first, last
+
+
+def _utc(value: Any) -> pd.Timestamp:
+    stamp = pd.Timestamp(value)
+    return stamp.tz_localize("UTC") if stamp.tzinfo is None else stamp.tz_convert("UTC")
 
 
 def _output_names(features: FeatureService | list[str]) -> list[str]:

@@ -47,6 +47,8 @@ from training.metrics import expected_calibration_error
 logger = logging.getLogger(__name__)
 
 Predict = Callable[[pd.DataFrame], np.ndarray]
+# ``overrides -> P``: the predictions for one fixed frame with the given columns replaced (see :func:`bind_rows`)
+Bound = Callable[[Mapping[str, np.ndarray]], np.ndarray]
 Direction = Literal["decrease", "increase"]
 
 HIGHER_IS_BETTER = frozenset({"cdn_hit_ratio"})
@@ -256,7 +258,9 @@ def analyze_kpi_impact(
     """Importance, what-if and flip counts of ``kpis`` for the model behind ``predict`` on ``holdout``.
 
     Args:
-        predict: rows (the holdout's columns) -> P(label) per row; called in batches of whole frames.
+        predict: rows (the holdout's columns) -> P(label) per row; called in batches of whole frames. It may
+            also offer ``bind(frame)``, for scoring one frame many times with a few columns replaced
+            (:func:`bind_rows`); so may each of ``refits``.
         holdout: the sessions, with every column ``predict`` needs and the 0/1 (or bool) ``label``.
         kpis: the columns to analyse; each is scaled, never shifted.
         improve: per KPI ``decrease`` or ``increase`` [default: decrease, except ``cdn_hit_ratio``].
@@ -298,7 +302,8 @@ def analyze_kpi_impact(
 
     frame = holdout.reset_index(drop=True)
     y = _labels(frame[label])
-    p0 = _predict(predict, frame)
+    scored = bind_rows(predict, frame)
+    p0 = scored({})
     rng = np.random.default_rng(seed)
 
     importance = _permutation_importance(predict, frame, kpis, y, n_repeats, importance_max_rows, rng)
@@ -310,7 +315,7 @@ def analyze_kpi_impact(
         bounds,
         frozenset(k for k in kpis if _is_count(frame[k])) if counts is None else frozenset(counts),
     )
-    deltas = scenarios.deltas(predict, frame, p0)  # (n, K, P)
+    deltas = scenarios.deltas(scored, frame, p0)  # (n, K, P)
     boot = _bootstrap_means(deltas, y, n_bootstrap, rng)  # (2 populations, B, K*P)
     what_if = _what_if_rows(deltas, y, boot, kpis, improvements)
     if len(refits) >= 2:
@@ -375,12 +380,38 @@ def _labels(values: pd.Series) -> np.ndarray:
 
 
 def _predict(predict: Predict, frame: pd.DataFrame) -> np.ndarray:
-    p = np.asarray(predict(frame), dtype=np.float64).reshape(-1)
-    if len(p) != len(frame):
-        raise ValueError(f"predict returned {len(p)} values for {len(frame)} rows")
+    return _checked(predict(frame), len(frame))
+
+
+def _checked(values: Any, n: int) -> np.ndarray:
+    p = np.asarray(values, dtype=np.float64).reshape(-1)
+    if len(p) != n:
+        raise ValueError(f"predict returned {len(p)} values for {n} rows")
     if not np.isfinite(p).all() or (p < 0).any() or (p > 1).any():
         raise ValueError("predict must return probabilities in [0, 1]")
     return p
+
+
+def bind_rows(predict: Predict, frame: pd.DataFrame) -> Bound:
+    """``overrides -> predict(frame with the columns in overrides replaced)``, checked, for one fixed ``frame``.
+
+    The analysis scores the same sessions hundreds of times with one KPI changed. A ``predict`` that has a
+    ``bind(frame)`` method returning such a function (the conversion model's: it transforms ``frame`` once and
+    rewrites only the changed KPI columns of its input matrix) is used as it is; any other is called on
+    ``frame.assign(**overrides)``.
+    """
+    bind = getattr(predict, "bind", None)
+    if callable(bind):
+        bound: Bound = bind(frame)
+    else:
+
+        def bound(overrides: Mapping[str, np.ndarray]) -> np.ndarray:
+            return predict(frame.assign(**overrides) if overrides else frame)
+
+    def scored(overrides: Mapping[str, np.ndarray]) -> np.ndarray:
+        return _checked(bound(overrides), len(frame))
+
+    return scored
 
 
 class _FramePredictor:
@@ -388,11 +419,14 @@ class _FramePredictor:
 
     def __init__(self, predict: Predict, frame: pd.DataFrame, kpis: tuple[str, ...]) -> None:
         self.predict_fn, self.frame, self.kpis = predict, frame, list(kpis)
+        self.scored = bind_rows(predict, frame)
 
     def fit(self, *_: Any) -> _FramePredictor:  # pragma: no cover - sklearn's estimator protocol
         return self
 
     def predict_proba(self, kpi_rows: pd.DataFrame) -> np.ndarray:
+        if kpi_rows.index.equals(self.frame.index):  # what sklearn passes: every row, in order, one column shuffled
+            return self.scored({k: kpi_rows[k].to_numpy() for k in self.kpis})
         rows = self.frame.loc[kpi_rows.index].copy()
         rows[self.kpis] = kpi_rows.to_numpy()
         return _predict(self.predict_fn, rows)
@@ -449,8 +483,10 @@ class _Scenarios:
     bounds: Mapping[str, float]
     counts: frozenset[str]
 
-    def deltas(self, predict: Predict, frame: pd.DataFrame, p0: np.ndarray) -> np.ndarray:
+    def deltas(self, scored: Bound, frame: pd.DataFrame, p0: np.ndarray) -> np.ndarray:
         """Per session, KPI and improvement: P(convert) after the improvement minus before, shape (n, K, P).
+
+        ``scored``: :func:`bind_rows` of the model on ``frame``.
 
         A count KPI improved to 2.85 errors is scored between the model's answers at 2 and 3 errors, interpolated
         on the logit scale (0.15 x logit P(2) + 0.85 x logit P(3)): the model never saw a fractional count, so what
@@ -463,13 +499,13 @@ class _Scenarios:
             for j, pct in enumerate(self.improvements):
                 better = improved_values(frame[kpi], self.directions[kpi], pct, self.bounds.get(kpi))
                 if kpi not in self.counts:
-                    deltas[:, i, j] = _predict(predict, frame.assign(**{kpi: better})) - p0
+                    deltas[:, i, j] = scored({kpi: better}) - p0
                     continue
                 low = np.floor(better)
                 weight = np.nan_to_num(better - low, nan=0.0)
-                p = _predict(predict, frame.assign(**{kpi: low}))
+                p = scored({kpi: low})
                 if (weight > 0).any():
-                    high = _predict(predict, frame.assign(**{kpi: low + 1.0}))
+                    high = scored({kpi: low + 1.0})
                     p = np.where(weight > 0, _sigmoid((1.0 - weight) * _logit(p) + weight * _logit(high)), p)
                 deltas[:, i, j] = p - p0
         return deltas
@@ -559,8 +595,8 @@ def _with_model_intervals(
     non_converted = y[rows_idx] == 0
     per_refit = []
     for refit in refits:
-        base = _predict(refit, sub)
-        d = scenarios.deltas(refit, sub, base)
+        scored = bind_rows(refit, sub)
+        d = scenarios.deltas(scored, sub, scored({}))
         per_refit.append(np.stack([d.mean(axis=0).reshape(-1), d[non_converted].mean(axis=0).reshape(-1)]))
     model_var = np.var(np.stack(per_refit), axis=0, ddof=1)  # (2, K*P)
     session_var = np.var(boot, axis=1, ddof=1)

@@ -2,11 +2,16 @@
 
 Each stage takes and returns small references (paths, run ids, versions) so the tasks pass nothing heavy
 through XCom. A model joins the nightly run by adding an entry to ``MODELS``; the DAG's task group is the same.
+
+A stage's code is imported when the stage runs (:func:`_lazy`): a task in a process of its own (a scheduler's
+worker) imports what its stage needs, not every module of the model (building a training set needs Feast, not
+torch and MLflow; the drift report needs neither torch nor the model's training code).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import importlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -44,69 +49,93 @@ class ModelStages:
     gate_scorer: Callable[[GateConfig], Scorer] | None = None
     # How the gate reads the holdout file a training run wrote [default: pandas.read_parquet].
     read_holdout: Callable[[Path], Any] | None = None
-    # The drift_feature_table columns the drift report compares [default: monitoring.drift.DEFAULT_COLUMNS].
-    drift_columns: tuple[str, ...] | None = None
+    # The drift_feature_table columns the drift report compares [default: monitoring.drift.DEFAULT_COLUMNS]; a
+    # callable is asked when the report runs (a constant of a model module, imported then).
+    drift_columns: tuple[str, ...] | Callable[[], tuple[str, ...]] | None = None
+
+    def columns_for_drift(self) -> tuple[str, ...] | None:
+        return self.drift_columns() if callable(self.drift_columns) else self.drift_columns
+
+
+def _lazy(path: str) -> Callable[..., Any]:
+    """``module:attribute``, imported on first use: a function is called through, a constant returned."""
+    module, _, name = path.partition(":")
+
+    def resolve(*args: Any, **kwargs: Any) -> Any:
+        target = getattr(importlib.import_module(module), name)
+        return target(*args, **kwargs) if callable(target) else target
+
+    resolve.__qualname__ = resolve.__name__ = path
+    return resolve
 
 
 def _conversion() -> ModelStages:
-    from training.conversion import train_conversion
-    from training.datasets import build_conversion_training_set
-    from training.scoring import score_conversion_day
-
-    return ModelStages(build_conversion_training_set, train_conversion, score_conversion_day, label="converted",
-                       drift_feature_table="session_kpis")
+    return ModelStages(
+        _lazy("training.datasets:build_conversion_training_set"),
+        _lazy("training.conversion:train_conversion"),
+        _lazy("training.scoring:score_conversion_day"),
+        label="converted",
+        drift_feature_table="session_kpis",
+    )
 
 
 def _ranking() -> ModelStages:
     from feature_repo.features.tables import PRODUCT_RANKING
-    from training.ranking import gate_scorer, read_holdout, score_ranking_day, train_ranking
-    from training.ranking_data import build_ranking_training_set
 
-    return ModelStages(build_ranking_training_set, train_ranking, score_ranking_day, label="grade",
-                       drift_feature_table=PRODUCT_RANKING.name, gate_scorer=gate_scorer, read_holdout=read_holdout,
-                       drift_columns=tuple(PRODUCT_RANKING.column_names))
+    return ModelStages(
+        _lazy("training.ranking_data:build_ranking_training_set"),
+        _lazy("training.ranking:train_ranking"),
+        _lazy("training.ranking:score_ranking_day"),
+        label="grade",
+        drift_feature_table=PRODUCT_RANKING.name,
+        gate_scorer=_lazy("training.ranking:gate_scorer"),
+        read_holdout=_lazy("training.ranking:read_holdout"),
+        drift_columns=tuple(PRODUCT_RANKING.column_names),
+    )
 
 
 def _recommendation() -> ModelStages:
     from feature_repo.features.tables import CUSTOMER_PRODUCT_INTERACTIONS
-    from training.recommendation import (
-        DRIFT_COLUMNS,
-        build_recommendation_training_set,
-        read_holdout,
-        recommendation_scorer,
-        score_recommendation_day,
-        train_recommendation,
-    )
 
-    return ModelStages(build_recommendation_training_set, train_recommendation, score_recommendation_day,
-                       label="product_id", drift_feature_table=CUSTOMER_PRODUCT_INTERACTIONS.name,
-                       gate_scorer=recommendation_scorer, read_holdout=read_holdout, drift_columns=DRIFT_COLUMNS)
+    return ModelStages(
+        _lazy("training.recommendation:build_recommendation_training_set"),
+        _lazy("training.recommendation:train_recommendation"),
+        _lazy("training.recommendation:score_recommendation_day"),
+        label="product_id",
+        drift_feature_table=CUSTOMER_PRODUCT_INTERACTIONS.name,
+        gate_scorer=_lazy("training.recommendation:recommendation_scorer"),
+        read_holdout=_lazy("training.recommendation:read_holdout"),
+        drift_columns=_lazy("training.recommendation:DRIFT_COLUMNS"),
+    )
 
 
 def _promotion() -> ModelStages:
     from feature_repo.features.tables import CUSTOMER_HISTORY
-    from training.promotion import gate_scorer, read_holdout, train_promotion
-    from training.promotion_data import build_promotion_training_set
-    from training.promotion_policy import score_promotion_day
 
-    return ModelStages(build_promotion_training_set, train_promotion, score_promotion_day, label="margin_10w",
-                       drift_feature_table=CUSTOMER_HISTORY.name, gate_scorer=gate_scorer, read_holdout=read_holdout,
-                       drift_columns=tuple(CUSTOMER_HISTORY.column_names))
+    return ModelStages(
+        _lazy("training.promotion_data:build_promotion_training_set"),
+        _lazy("training.promotion:train_promotion"),
+        _lazy("training.promotion_policy:score_promotion_day"),
+        label="margin_10w",
+        drift_feature_table=CUSTOMER_HISTORY.name,
+        gate_scorer=_lazy("training.promotion:gate_scorer"),
+        read_holdout=_lazy("training.promotion:read_holdout"),
+        drift_columns=tuple(CUSTOMER_HISTORY.column_names),
+    )
 
 
 def _elasticity() -> ModelStages:
     from feature_repo.features.tables import PRODUCT_DEMAND
-    from training.elasticity import (
-        DRIFT_COLUMNS,
-        build_elasticity_training_set,
-        demand_scorer,
-        score_elasticity_day,
-        train_elasticity,
-    )
 
-    return ModelStages(build_elasticity_training_set, train_elasticity, score_elasticity_day, label="units",
-                       drift_feature_table=PRODUCT_DEMAND.name, gate_scorer=demand_scorer,
-                       drift_columns=DRIFT_COLUMNS)
+    return ModelStages(
+        _lazy("training.elasticity:build_elasticity_training_set"),
+        _lazy("training.elasticity:train_elasticity"),
+        _lazy("training.elasticity:score_elasticity_day"),
+        label="units",
+        drift_feature_table=PRODUCT_DEMAND.name,
+        gate_scorer=_lazy("training.elasticity:demand_scorer"),
+        drift_columns=_lazy("training.elasticity:DRIFT_COLUMNS"),
+    )
 
 
 MODELS: dict[str, Callable[[], ModelStages]] = {
@@ -184,7 +213,7 @@ def drift_report(model: str, day: dt.date) -> dict[str, Any]:
     reference_path = download_artifact(f"runs:/{version.run_id}/reference/reference_sample.parquet")
     reference = pd.read_parquet(reference_path)
     current = read_feature_partition(get_settings().features_root, stages(model).drift_feature_table, day).to_pandas()
-    columns = stages(model).drift_columns
+    columns = stages(model).columns_for_drift()
     result = evidently_report(reference, current, day=day, model=model, columns=list(columns) if columns else None)
     log_drift_to_mlflow(result, str(version.version))
     alert = route_drift_alert(result)

@@ -35,6 +35,7 @@ import json
 import logging
 import tempfile
 import time
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,7 +51,7 @@ from feature_repo.features.tables import EVENT_TIMESTAMP, PRODUCT_RANKING
 from training import conversion, ranking_pyfunc, registry, results
 from training.conversion import Candidate
 from training.devices import select_device
-from training.ranking_data import GRADE, MODEL_NAME, PROPENSITIES_FILE, PROPENSITY
+from training.ranking_data import GRADE, MODEL_NAME, PROPENSITIES_FILE, PROPENSITY, midnight, shown_day
 from training.ranking_metrics import (
     PURCHASE_GRADE,
     PaddedLists,
@@ -69,7 +70,7 @@ from training.ranking_pyfunc import (
     RankingMLP,
     RankingPreprocessor,
     expected_revenue_key,
-    hybrid_sort_key,
+    hybrid_sort_keys,
     relevance_scores,
 )
 from training.trainer import FitResult, LoopConfig, TrainingData, expand_grid, fit
@@ -128,13 +129,14 @@ def split_by_date(frame: pd.DataFrame, day: dt.date, holdout_days: int, validati
     """Cut the lists by their shown date (a list never straddles two parts)."""
     holdout_start = day - dt.timedelta(days=holdout_days - 1)
     validation_start = holdout_start - dt.timedelta(days=validation_days)
-    dates = frame["shown_at"].dt.date
-    frame = frame.loc[dates <= day]
+    dates = shown_day(frame["shown_at"])  # UTC midnights, compared without Python date objects
+    frame = frame.loc[dates <= midnight(day)]
     dates = dates.loc[frame.index]
+    val_from, holdout_from = midnight(validation_start), midnight(holdout_start)
     split = RankingSplit(
-        train=frame.loc[dates < validation_start].reset_index(drop=True),
-        validation=frame.loc[(dates >= validation_start) & (dates < holdout_start)].reset_index(drop=True),
-        holdout=frame.loc[dates >= holdout_start].reset_index(drop=True),
+        train=frame.loc[dates < val_from].reset_index(drop=True),
+        validation=frame.loc[(dates >= val_from) & (dates < holdout_from)].reset_index(drop=True),
+        holdout=frame.loc[dates >= holdout_from].reset_index(drop=True),
         validation_start=validation_start,
         holdout_start=holdout_start,
     )
@@ -398,8 +400,8 @@ def orderings(
     codes, _ = pd.factorize(holdout[LIST_ID], sort=False)
     price = holdout[PRICE].to_numpy(np.float64)
     keys = {LOGGED: -holdout["position"].to_numpy(np.float64), RELEVANCE: relevance, **(extra or {})}
-    for alpha in alphas:
-        keys[hybrid_name(alpha)] = hybrid_sort_key(codes, relevance, price, alpha)
+    for alpha, key in zip(alphas, hybrid_sort_keys(codes, relevance, price, list(alphas)), strict=True):
+        keys[hybrid_name(alpha)] = key
     keys["expected revenue p*price"] = expected_revenue_key(p_purchase, price, "identity")
     keys["expected revenue p*ln(price)"] = expected_revenue_key(p_purchase, price, "ln")
     return keys
@@ -428,10 +430,25 @@ def gate_scorer(gate: GateConfig) -> registry.Scorer:
     clip = (get_models_config().model(MODEL_NAME).ranking or RankingConfig()).propensity_clip
 
     def score(model: Any, holdout: pd.DataFrame) -> float:
-        key = np.asarray(model.predict(registry.model_input(model, holdout)), dtype=np.float64).reshape(-1)
-        return holdout_metric(holdout, key, gate.metric, clip)
+        return holdout_metric(holdout, _served_keys(model, holdout), gate.metric, clip)
 
     return score
+
+
+# (model, holdout, its sort keys) of the last few gate scorings, held weakly: the gate scores each model twice on
+# the same holdout (its metric, then the guardrail's), and the prediction is most of a scoring's time
+_served: list[tuple[weakref.ref, weakref.ref, np.ndarray]] = []
+
+
+def _served_keys(model: Any, holdout: pd.DataFrame) -> np.ndarray:
+    """The sort keys ``model`` serves for the rows of ``holdout``, predicted once per (model, holdout) object pair."""
+    for model_ref, holdout_ref, keys in _served:
+        if model_ref() is model and holdout_ref() is holdout:
+            return keys
+    keys = np.asarray(model.predict(registry.model_input(model, holdout)), dtype=np.float64).reshape(-1)
+    live = [entry for entry in _served if entry[0]() is not None and entry[1]() is not None]
+    _served[:] = [*live[-3:], (weakref.ref(model), weakref.ref(holdout), keys)]
+    return keys
 
 
 def read_holdout(path: Path) -> pd.DataFrame:

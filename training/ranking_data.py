@@ -75,6 +75,16 @@ def sample_lists(list_ids: pd.Series, max_lists: int, seed: int) -> pd.Series:
     return list_ids.isin(kept)
 
 
+def shown_day(shown_at: pd.Series) -> pd.Series:
+    """The UTC midnight of each ``shown_at`` (datetime64 in UTC): a vectorized ``.dt.date``, compared with
+    :func:`midnight` of a date instead of Python date objects row by row."""
+    return pd.to_datetime(shown_at, utc=True).dt.floor("D")
+
+
+def midnight(day: dt.date) -> pd.Timestamp:
+    return pd.Timestamp(day).tz_localize("UTC")
+
+
 def read_impressions(day: dt.date, window_days: int) -> pd.DataFrame:
     """The impressions of the ``window_days`` ending ``day`` with ``grade`` and the Feast ``event_timestamp``."""
     raw_root = get_settings().raw_root
@@ -84,8 +94,7 @@ def read_impressions(day: dt.date, window_days: int) -> pd.DataFrame:
     days = [d for d in training_window(day, window_days) if d in available]
     frame = lake.read_table(raw_root, TABLES["impressions"], days).select(IMPRESSION_COLUMNS).to_pandas()
     frame[GRADE] = graded_label(frame)
-    midnight = pd.to_datetime(frame["shown_at"].dt.date).dt.tz_localize("UTC")
-    return frame.assign(**{EVENT_TIMESTAMP: midnight})
+    return frame.assign(**{EVENT_TIMESTAMP: shown_day(frame["shown_at"]).astype("datetime64[ns, UTC]")})
 
 
 def window_propensities(holdout_start: dt.date, window_days: int) -> PositionPropensities:
@@ -112,22 +121,22 @@ def ranking_entity_rows(day: dt.date, model: ModelConfig) -> tuple[pd.DataFrame,
     """
     cfg: RankingConfig = model.ranking or RankingConfig()
     frame = read_impressions(day, model.training_window_days)
-    shown_date = frame["shown_at"].dt.date
+    shown_date = frame[EVENT_TIMESTAMP]  # the shown date's UTC midnight
     holdout_start = day - dt.timedelta(days=model.holdout_days - 1)
-    before_holdout = (shown_date < holdout_start).to_numpy()
+    before_holdout = (shown_date < midnight(holdout_start)).to_numpy()
     if not before_holdout.any():
         raise ValueError(f"the ranking window of {day} has no day before the holdout (from {holdout_start})")
     propensities = window_propensities(holdout_start, cfg.propensity_window_days)
     frame[PROPENSITY] = propensities.at(frame["position"].to_numpy())
     seed = int(model.hyperparameters.get("seed", 7))
     keep = np.ones(len(frame), dtype=bool)
-    for d in sorted(set(shown_date[before_holdout])):
+    for d in shown_date[before_holdout].unique():
         on_day = (shown_date == d).to_numpy()
         keep[on_day] = sample_lists(frame.loc[on_day, "list_id"], cfg.max_lists_per_day, seed).to_numpy()
     frame = frame.loc[keep].drop(columns=list(STAGES[:-1])).reset_index(drop=True)  # grade keeps them
     log.info(
         "ranking entity rows: %d impressions in %d lists (%s..%s), %.1f%% of lists with a positive",
-        len(frame), frame["list_id"].nunique(), shown_date.min(), day,
+        len(frame), frame["list_id"].nunique(), shown_date.min().date(), day,
         100.0 * frame.groupby("list_id")[GRADE].max().gt(0).mean(),
     )
     return frame, propensities

@@ -174,13 +174,25 @@ def hybrid_sort_key(list_codes: np.ndarray, relevance: np.ndarray, price: np.nda
     Ranks are 1 for the most relevant and for the dearest item of a list; alpha = 1 is relevance alone, 0 price
     alone. Ties of the product are broken by relevance. Returned as ``-product`` so that higher sorts first.
     """
-    if not 0.0 <= alpha <= 1.0:
-        raise ValueError(f"alpha must be within [0, 1], got {alpha}")
+    return hybrid_sort_keys(list_codes, relevance, price, [alpha])[0]
+
+
+def hybrid_sort_keys(
+    list_codes: np.ndarray, relevance: np.ndarray, price: np.ndarray, alphas: list[float]
+) -> list[np.ndarray]:
+    """:func:`hybrid_sort_key` for each of ``alphas``; the within-list ranks are computed once for all of them."""
+    for alpha in alphas:
+        if not 0.0 <= alpha <= 1.0:
+            raise ValueError(f"alpha must be within [0, 1], got {alpha}")
     r_f = rank_within_lists(list_codes, relevance).astype(np.float64)
     r_p = rank_within_lists(list_codes, price, tie=relevance).astype(np.float64)
-    product = np.exp(alpha * np.log(r_f) + (1.0 - alpha) * np.log(r_p))
-    # relevance breaks ties of the product: a tiny offset that never reorders distinct products (ranks <= 1e6)
-    return -(product + 1e-9 * r_f)
+    log_f, log_p = np.log(r_f), np.log(r_p)
+    keys = []
+    for alpha in alphas:
+        product = np.exp(alpha * log_f + (1.0 - alpha) * log_p)
+        # relevance breaks ties of the product: a tiny offset that never reorders distinct products (ranks <= 1e6)
+        keys.append(-(product + 1e-9 * r_f))
+    return keys
 
 
 def expected_revenue_key(p_purchase: np.ndarray, price: np.ndarray, g: str) -> np.ndarray:

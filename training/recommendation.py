@@ -436,7 +436,7 @@ def fit_recommender(
     refit = fit(
         lambda: SoftmaxMF(len(refit_on.users), n_items, int(chosen["dim"])),
         pair_data(refit_on.matrix, power),
-        pair_data(refit_on.matrix, power),  # no held-out days left: runs the chosen number of epochs
+        None,  # no held-out days left: runs the chosen number of epochs and keeps the last
         weighted_softmax_loss,
         _loop_config(chosen, max_epochs=result.best_epoch),
         device,
@@ -722,7 +722,9 @@ def recommendation_scorer(gate: GateConfig) -> Callable[[Any, pd.DataFrame], flo
         requests = holdout[["customer_id", "device"]].drop_duplicates("customer_id").reset_index(drop=True)
         catalog = holdout.attrs.get("catalog") or []
         out = model.predict(requests, params={"k": k, "catalog": list(catalog)})
-        relevant = holdout.groupby("customer_id")["product_id"].agg(list)
+        # grouped on plain columns: a frame's attrs (the catalogue list) are deep-copied into every group otherwise
+        pairs = pd.DataFrame({c: holdout[c].to_numpy() for c in ("customer_id", "product_id")})
+        relevant = pairs.groupby("customer_id")["product_id"].agg(list)
         names = {
             p: i
             for i, p in enumerate(sorted(set(holdout["product_id"]) | {p for ps in out["product_ids"] for p in ps}))

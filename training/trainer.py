@@ -16,7 +16,8 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -139,7 +140,7 @@ def evaluate_loss(
 def fit(
     build_model: Callable[[], nn.Module],
     train: TrainingData,
-    validation: TrainingData,
+    validation: TrainingData | None,
     loss_fn: LossFn,
     config: LoopConfig,
     device: torch.device,
@@ -150,7 +151,9 @@ def fit(
 
     Args:
         build_model: called once, after seeding, to create the module (on the CPU; it is moved to ``device``).
-        train, validation: tensors on the CPU; minibatches are moved to ``device`` as they are used.
+        train, validation: tensors on the CPU; minibatches are moved to ``device`` as they are used. Without a
+            validation set (a refit on every labelled day: nothing left to stop on) the loop trains exactly
+            ``config.max_epochs`` epochs and keeps the last one's weights; ``val_loss`` is then NaN.
         loss_fn: ``loss_fn(model(*inputs), target)``, reduced by mean.
         config: optimiser and stopping settings, and the seed.
         device: where to train (see :func:`training.devices.select_device`).
@@ -159,19 +162,29 @@ def fit(
     Returns:
         The module with the weights of its best validation epoch loaded, those weights, and the per-epoch history.
     """
-    previous_threads = torch.get_num_threads()
-    if device.type == "cpu" and config.cpu_threads:
-        torch.set_num_threads(config.cpu_threads)
-    try:
+    with cpu_threads(config.cpu_threads if device.type == "cpu" else None):
         return _fit(build_model, train, validation, loss_fn, config, device, label)
+
+
+@contextmanager
+def cpu_threads(threads: int | None) -> Iterator[None]:
+    """Torch's intra-op threads set to ``threads`` inside the block, restored after it (None: left as it is).
+
+    For small networks on the CPU (training and scoring loops alike; see :attr:`LoopConfig.cpu_threads`).
+    """
+    previous = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        yield
     finally:
-        torch.set_num_threads(previous_threads)
+        torch.set_num_threads(previous)
 
 
 def _fit(
     build_model: Callable[[], nn.Module],
     train: TrainingData,
-    validation: TrainingData,
+    validation: TrainingData | None,
     loss_fn: LossFn,
     config: LoopConfig,
     device: torch.device,
@@ -191,27 +204,32 @@ def _fit(
         started = time.perf_counter()
         model.train()
         order = torch.randperm(n, generator=shuffler)
+        # the epoch's rows in shuffled order, gathered once: its minibatches are slices (the same rows as gathering
+        # each minibatch, in far fewer and larger copies)
+        shuffled = [x[order] for x in (*train.inputs, train.target)]
         total = 0.0
         for start in range(0, n, config.batch_size):
-            idx = order[start : start + config.batch_size]
-            *inputs, target = _to([*(x[idx] for x in train.inputs), train.target[idx]], device)
+            *inputs, target = _to([x[start : start + config.batch_size] for x in shuffled], device)
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(model(*inputs), target)
             loss.backward()
             _mark_step(device)
             optimizer.step()
             _mark_step(device)
-            total += float(loss.detach()) * len(idx)
+            total += float(loss.detach()) * len(target)
         train_loss = total / n
-        val_loss = evaluate_loss(model, validation, loss_fn, device, batch_size=max(config.batch_size, 8192))
-        if not np.isfinite(train_loss) or not np.isfinite(val_loss):
+        if validation is None:
+            val_loss = float("nan")
+        else:
+            val_loss = evaluate_loss(model, validation, loss_fn, device, batch_size=max(config.batch_size, 8192))
+        if not np.isfinite(train_loss) or (validation is not None and not np.isfinite(val_loss)):
             raise FloatingPointError(
                 f"{label}: loss is not finite at epoch {epoch} (train {train_loss}, validation {val_loss}); "
                 "lower the learning rate or check the features for inf/NaN"
             )
         seconds = time.perf_counter() - started
         history.append(EpochRecord(epoch, train_loss, val_loss, seconds))
-        improved = val_loss < best_val - config.min_delta
+        improved = validation is None or val_loss < best_val - config.min_delta
         logger.info(
             "%s epoch %d/%d: loss %.5f, val loss %.5f%s, %.2f s",
             label,
