@@ -16,17 +16,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from feast_services import reachable
 
 AIRFLOW = str(Path(sys.executable).with_name("airflow"))
 PG_HOST, PG_PORT = "127.0.0.1", 5432
-
-
-def _reachable(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
 
 
 def _free_port() -> int:
@@ -38,7 +31,7 @@ def _free_port() -> int:
 @pytest.fixture
 def postgres_database() -> Iterator[str]:
     """A fresh PostgreSQL database for one test (dropped afterwards); its SQLAlchemy URL."""
-    if not _reachable(PG_HOST, PG_PORT):
+    if not reachable(PG_HOST, PG_PORT):
         pytest.skip(f"PostgreSQL is not reachable at {PG_HOST}:{PG_PORT} (the production-profile services)")
     import psycopg2
 

@@ -15,12 +15,12 @@ from __future__ import annotations
 import multiprocessing
 import os
 import queue
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from feast_services import reachable
 
 MODELS = ("conversion", "recommendation", "ranking", "elasticity")
 WORKERS = len(MODELS)
@@ -123,14 +123,6 @@ def _check_store(experiments: list[str]) -> None:
         assert summary["runs"][model] == [("FINISHED", 0.5)], model
 
 
-def _reachable(host: str, port: int) -> bool:
-    try:
-        with socket.create_connection((host, port), timeout=1):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture
 def fresh_sqlite_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """A var root with no MLflow store yet (the embedded default: ``sqlite:///<var>/mlflow/mlflow.db``)."""
@@ -145,7 +137,7 @@ def fresh_sqlite_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def fresh_postgres_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """An empty PostgreSQL database as the MLflow tracking URI (dropped afterwards); artifacts stay local."""
-    if not _reachable(PG_HOST, PG_PORT):
+    if not reachable(PG_HOST, PG_PORT):
         pytest.skip(f"PostgreSQL is not reachable at {PG_HOST}:{PG_PORT} (the production-profile services)")
     import psycopg2
 
