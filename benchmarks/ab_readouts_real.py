@@ -9,7 +9,7 @@
   (revenue per visitor) and spend per buyer (order value), Holm over the two e-mails, CUPED on last year's spend
   (``history``). All customers were mailed on one day: one look.
 
-Both go through the same code as the daily DAG (``monitoring.ab_readout.build_panel`` and ``readout``), from
+Both go through the same code as the daily DAG (``monitoring.ab_readouts.readout.build_panel`` and ``readout``), from
 unit tables shaped like the Spark join's output. Run: ``python benchmarks/ab_readouts_real.py``
 (``--data`` to point elsewhere). Prints the readout's figures, statsmodels' figures on the same numbers, the
 largest difference between them, and the decision with its reason.
@@ -32,7 +32,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from config.experiments import ExperimentConfig, ExperimentRegistry  # noqa: E402
-from monitoring.ab_readout import build_panel, readout  # noqa: E402
+from monitoring.ab_readouts.readout import build_panel, readout  # noqa: E402
 
 DATA = REPO.parent / "shared" / "data"
 UDACITY = Path("udacity_ab_data") / "ab_data.csv.zip"

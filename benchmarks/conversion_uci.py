@@ -4,10 +4,11 @@ Both models see one fixed stratified split (70/15/15 train/validation/test, seed
 search whose candidates are judged by validation log loss; the test rows are scored once, at the end. Both
 searches choose among the same inputs: which categoricals (``FEATURE_SETS``) and whether to add the engineered
 ratio and total columns (``ENGINEERED_COLUMNS``, derived from the raw columns at prediction time). The MLP is
-the conversion model's network and preprocessing (``training.conversion_pyfunc``) trained by the shared loop
-(``training.trainer.fit``); the chosen configuration is retrained with a few more seeds and the probabilities are
+the conversion model's network and preprocessing (``training.conversion.pyfunc``) trained by the shared loop
+(``training.shared.trainer.fit``); the chosen configuration is retrained with a few more seeds and the probabilities are
 averaged. Printed: ROC-AUC, PR-AUC, log loss, Brier, ECE, base rate, accuracy beside majority accuracy, training
-time and throughput, CPU batch-inference rows/s, and per model the KPI impact ranking (``training.kpi_impact``) on
+time and throughput, CPU batch-inference rows/s, and per model the KPI impact ranking
+(``training.conversion.kpi_impact``) on
 the test sessions, whose reports are written under ``<reports>/benchmarks/conversion_uci/kpi_impact_<model>/``.
 
     python benchmarks/conversion_uci.py                        # device auto, 1 CPU thread per model
@@ -45,10 +46,10 @@ from sklearn.metrics import log_loss
 from sklearn.model_selection import train_test_split
 
 from config.settings import REPO_ROOT, get_settings
-from training.conversion_pyfunc import ConversionMLP, ConversionPreprocessor
-from training.devices import select_device
-from training.metrics import binary_classification_metrics
-from training.trainer import LoopConfig, TrainingData, expand_grid, fit
+from training.conversion.pyfunc import ConversionMLP, ConversionPreprocessor
+from training.shared.devices import select_device
+from training.shared.metrics import binary_classification_metrics
+from training.shared.trainer import LoopConfig, TrainingData, expand_grid, fit
 
 logger = logging.getLogger(__name__)
 
@@ -646,9 +647,10 @@ def run_benchmark(
     Args:
         frame: the sessions (:func:`load_sessions`).
         seed: the split's seed (the models' seeds are ``ensemble_seeds`` and 7 for LightGBM).
-        device: where the MLP trains [default: :func:`training.devices.select_device`]; LightGBM trains on CPU.
+        device: where the MLP trains [default: :func:`training.shared.devices.select_device`]; LightGBM trains on CPU.
         threads: CPU threads for each model's training and inference.
-        mlp_grid, lightgbm_grid: search grids in :func:`training.trainer.expand_grid` form [default: the module's].
+        mlp_grid, lightgbm_grid: search grids in :func:`training.shared.trainer.expand_grid` form [default: the
+        module's].
         inference_rows: rows (the test rows tiled) to time inference on; ``None`` skips the timing.
         timing_seconds: the least time spent timing each inference figure.
         bootstrap_resamples: test-set resamples for the ROC-AUC intervals; 0 skips them.
@@ -692,17 +694,18 @@ def run_kpi_impact(
 ) -> list[str]:
     """The KPI impact analysis of each model on the test sessions, one report per model under ``out_dir``.
 
-    Every report's reliability plot shows all the models. Returns printable lines; when ``training.kpi_impact``
+    Every report's reliability plot shows all the models. Returns printable lines; when
+    ``training.conversion.kpi_impact``
     is missing or its API is not the expected one, a line saying so (the benchmark's figures stand without it).
     """
     try:
-        from training import kpi_impact
+        from training.conversion import kpi_impact
     except ImportError as exc:
-        return [f"KPI impact: skipped, training.kpi_impact does not import ({exc})"]
+        return [f"KPI impact: skipped, training.conversion.kpi_impact does not import ({exc})"]
     analyze = getattr(kpi_impact, "analyze_kpi_impact", None)
     write = getattr(kpi_impact, "write_report", None)
     if not callable(analyze) or not callable(write):
-        return ["KPI impact: skipped, training.kpi_impact has no analyze_kpi_impact/write_report"]
+        return ["KPI impact: skipped, training.conversion.kpi_impact has no analyze_kpi_impact/write_report"]
     accepted = set(inspect.signature(analyze).parameters)
     if not {"label", "improve"} <= accepted:
         return [f"KPI impact: skipped, analyze_kpi_impact takes {sorted(accepted)}, not label= and improve="]

@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from config.settings import REPO_ROOT
-from training.elasticity_estimator import EstimatorConfig, estimate_elasticities, naive_loglog
+from training.elasticity.estimator import EstimatorConfig, estimate_elasticities, naive_loglog
 
 DATA_FILE = REPO_ROOT.parent / "shared" / "data" / "uci_online_retail_sample40k" / "online_retail_sample40k.csv"
 MAX_QUANTITY = 1000

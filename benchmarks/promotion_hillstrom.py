@@ -4,14 +4,15 @@
 two weeks) and conversion. The two e-mails are the "coupons" and no e-mail the control. Both models see one fixed
 split (60/20/20 train/validation/test, stratified by arm, seed 7); the test rows are scored once.
 
-* ours: :func:`training.promotion.fit_uplift_model`, the promotion model's multi-head network (shared trunk, one
+* ours: :func:`training.promotion.model.fit_uplift_model`, the promotion model's multi-head network (shared trunk, one
   uplift head per e-mail) with the config's hyperparameters and ensemble, fitted once on spend and once on
   conversion;
 * baseline: scikit-uplift's ``TwoModels`` (one LightGBM model on the treated rows, one on the controls), fitted
   per e-mail against the controls, on train + validation (LightGBM with its defaults needs no early stopping set).
 
 Printed per outcome and e-mail, on the test rows of that e-mail or no e-mail: AUUC (area under the uplift curve
-per customer, :mod:`training.uplift_metrics`) and AUUC above random targeting; for conversion also scikit-uplift's
+per customer, :mod:`training.promotion.uplift_metrics`) and AUUC above random targeting; for conversion also
+scikit-uplift's
 normalized ``qini_auc_score`` and ``uplift_auc_score``. For the policy "the e-mail with the larger predicted spend
 uplift, none when neither pays" of each model: AUUC of the policy curve and the incremental spend per 1,000
 customers against sending nothing (90% bootstrap interval), beside everyone getting each e-mail.
@@ -32,9 +33,9 @@ from sklearn.model_selection import train_test_split
 
 from config.models import get_models_config
 from config.settings import REPO_ROOT
-from training.promotion import fit_uplift_model
-from training.promotion_pyfunc import NO_COUPON, CouponChoice
-from training.uplift_metrics import auuc, auuc_gain, bootstrap_interval, policy_curve, policy_value
+from training.promotion.model import fit_uplift_model
+from training.promotion.pyfunc import NO_COUPON, CouponChoice
+from training.promotion.uplift_metrics import auuc, auuc_gain, bootstrap_interval, policy_curve, policy_value
 
 DATA_FILE = REPO_ROOT.parent / "shared" / "data" / "hillstrom_email_minethatdata" / "hillstrom.csv"
 ARMS = {"Mens E-Mail": "mens", "Womens E-Mail": "womens", "No E-Mail": NO_COUPON}

@@ -36,7 +36,7 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from training.ranking_metrics import mean_defined, ndcg_at_k, ndcg_with_gains, pad_lists  # noqa: E402
+from training.ranking.metrics import mean_defined, ndcg_at_k, ndcg_with_gains, pad_lists  # noqa: E402
 
 LTR_FOLDER = "lightgbm_lambdarank_graded"
 SIM_START, SIM_END = dt.date(2026, 1, 1), dt.date(2026, 2, 14)
@@ -71,7 +71,7 @@ def fit_lightgbm(x: np.ndarray, y: np.ndarray, groups: np.ndarray, xv: np.ndarra
 # --- ours -----------------------------------------------------------------------------------------------------------
 def fit_ours(x: np.ndarray, y: np.ndarray, groups: np.ndarray, xv: np.ndarray, yv: np.ndarray, gv: np.ndarray,
              hyperparameters: dict, weights: np.ndarray | None = None, weights_v: np.ndarray | None = None):
-    from training.ranking import padded_list_tensors, train_relevance
+    from training.ranking.model import padded_list_tensors, train_relevance
 
     order, order_v = np.arange(len(y)), np.arange(len(yv))
     train = padded_list_tensors(x, y, groups, order, weights)
@@ -81,7 +81,7 @@ def fit_ours(x: np.ndarray, y: np.ndarray, groups: np.ndarray, xv: np.ndarray, y
 
 
 def _scores(module: torch.nn.Module, x: np.ndarray) -> np.ndarray:
-    from training.ranking_pyfunc import relevance_scores
+    from training.ranking.pyfunc import relevance_scores
 
     return relevance_scores(module, x)
 
@@ -105,7 +105,7 @@ def simulated_training_set(folder: Path, seed: int) -> tuple[Path, dt.date, Path
     simulate(SIM_START, SIM_END, raw, seed=seed, scale="demo")
     from feature_repo import store
     from feature_repo.features.jobs import build_features_for_days
-    from training.ranking_data import build_ranking_training_set
+    from training.ranking.data import build_ranking_training_set
 
     first = SIM_END - dt.timedelta(days=SIM_WINDOW)
     build_features_for_days([first + dt.timedelta(days=i) for i in range(SIM_WINDOW)], ["product_ranking"])
@@ -117,8 +117,8 @@ def bench_shop(training_set: Path | None, seed: int) -> None:
     from config.models import get_models_config
     from config.settings import get_settings
     from simulator.ranking_truth import planted_relevance
-    from training.ranking import GRADE, LIST_ID, PROPENSITY, HoldoutLists, read_training_set, split_by_date
-    from training.ranking_pyfunc import RankingPreprocessor
+    from training.ranking.model import GRADE, LIST_ID, PROPENSITY, HoldoutLists, read_training_set, split_by_date
+    from training.ranking.pyfunc import RankingPreprocessor
 
     with tempfile.TemporaryDirectory(prefix="ranking-bench-") as tmp:
         if training_set is None:

@@ -9,11 +9,11 @@ Protocol, per dataset (the one the nightly model follows, on real interactions):
   method's hyperparameters (validation NDCG@10) and the chosen configuration is refitted on all of it;
 * ranking over the full catalogue (every item of the dataset, no sampled negatives) for the users with history
   and at least one test interaction; items the user already has are excluded, except repeat-purchase items
-  (Online Retail: ``training.recommendation.repeat_purchase_items`` read from the training period; MovieLens has
+  (Online Retail: ``training.recommendation.model.repeat_purchase_items`` read from the training period; MovieLens has
   none) - the same filter for every method;
-* Recall@k and NDCG@k (``training/recommendation_metrics.py``), k = 10, 20; fit time in seconds.
+* Recall@k and NDCG@k (``training/recommendation/metrics.py``), k = 10, 20; fit time in seconds.
 
-"ours" is the nightly model (``training.recommendation``: softmax matrix factorisation in the shared trainer).
+"ours" is the nightly model (``training.recommendation.model``: softmax matrix factorisation in the shared trainer).
 Target (issue 6): ours >= the better of implicit ALS/BPR on NDCG@10.
 
     python benchmarks/recommendation_real.py [--data ../shared/data] [--datasets movielens retail] [--threads 1]
@@ -35,9 +35,9 @@ import scipy.sparse as sp
 import torch
 from threadpoolctl import threadpool_limits
 
-from training import recommendation as rec
-from training.recommendation_metrics import ranking_metrics
-from training.trainer import expand_grid
+from training.recommendation import model as rec
+from training.recommendation.metrics import ranking_metrics
+from training.shared.trainer import expand_grid
 
 DEFAULT_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 TEST_SHARE, VALIDATION_SHARE = 0.2, 0.1

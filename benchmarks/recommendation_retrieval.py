@@ -23,7 +23,7 @@ import time
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from training.recommendation_pyfunc import top_k
+from training.recommendation.pyfunc import top_k
 
 TARGET_P99_MS = 10.0
 K = 10

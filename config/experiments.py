@@ -3,7 +3,7 @@
 The registry is the plan: for each experiment its variants and planned weights, its window, the metric the
 decision is made on, secondary metrics, guardrails with their own thresholds, and the minimum detectable
 effect the test was sized for. The raw ``experiments`` table is the record of what actually ran; the daily
-readout reconciles the two (``monitoring.experiments``) and refuses to call an experiment whose plan and
+readout reconciles the two (``monitoring.ab_readouts.experiments``) and refuses to call an experiment whose plan and
 record disagree.
 """
 

@@ -50,7 +50,7 @@ class GateConfig(_Strict):
 
 
 class KpiImpactConfig(_Strict):
-    """The KPI impact analysis run on the holdout after training (``training/kpi_impact.py``)."""
+    """The KPI impact analysis run on the holdout after training (``training/conversion/kpi_impact.py``)."""
 
     enabled: bool = False
     n_bootstrap: int = Field(200, ge=20, description="Session resamples per interval")
@@ -67,7 +67,7 @@ class KpiImpactConfig(_Strict):
 
 
 class PromotionPolicyConfig(_Strict):
-    """How the promotion model's uplift estimates become one offer per customer (``training/promotion_policy.py``)."""
+    """How the promotion model's uplift estimates become one offer per customer (``training/promotion/policy.py``)."""
 
     min_incremental_profit: float = Field(
         0.0, description="A coupon pays only above this expected incremental 10-week profit, EUR; else none"
@@ -90,7 +90,7 @@ class PromotionPolicyConfig(_Strict):
 
 
 class PromotionConfig(_Strict):
-    """The promotion uplift model's data and policy settings (``training/promotion.py``)."""
+    """The promotion uplift model's data and policy settings (``training/promotion/model.py``)."""
 
     outcome_window_days: int = Field(70, gt=0, description="An offer's outcome is the profit of this many days")
     coupons: list[str] = Field(description="Treatments the model estimates, 'none' (the holdout) excluded")
@@ -105,7 +105,7 @@ class PromotionConfig(_Strict):
 
 
 class RankingConfig(_Strict):
-    """The ranking model's data, bias-correction and re-ranking settings (``training/ranking.py``)."""
+    """The ranking model's data, bias-correction and re-ranking settings (``training/ranking/model.py``)."""
 
     max_lists_per_day: int = Field(
         1500, gt=0, description="Lists per training or validation day kept (seeded by list_id); holdout days keep all"
@@ -130,7 +130,7 @@ class RankingConfig(_Strict):
 
 
 class PricingGuardrails(_Strict):
-    """Limits on a recommended price (``training/price_recommendation.py``), in the order they are applied."""
+    """Limits on a recommended price (``training/elasticity/price_recommendation.py``), in the order they are applied."""
 
     max_change: float = Field(0.10, gt=0, lt=1, description="Largest relative move from the current price per step")
     min_margin: float = Field(
@@ -140,7 +140,7 @@ class PricingGuardrails(_Strict):
 
 
 class ElasticityConfig(_Strict):
-    """The elasticity model's estimator and price recommendation settings (``training/elasticity.py``)."""
+    """The elasticity model's estimator and price recommendation settings (``training/elasticity/model.py``)."""
 
     group_columns: list[str] = Field(
         default_factory=lambda: ["category"], description="product_demand columns whose values get an elasticity each"

@@ -47,19 +47,19 @@ DEFAULT_ARGS = default_args(retry_delay=dt.timedelta(minutes=5))
 def storefront_ab_readouts():
     @task
     def reconcile_registry(**context) -> dict:
-        from monitoring.ab_readouts import reconcile_registry as reconcile
+        from monitoring.ab_readouts.stages import reconcile_registry as reconcile
 
         return reconcile(run_date(context, DAILY_FEATURES))
 
     @task
     def join_exposures_to_outcomes(reconciliation: dict) -> dict[str, str]:
-        from monitoring.ab_readouts import join_outcomes
+        from monitoring.ab_readouts.stages import join_outcomes
 
         return join_outcomes(dt.date.fromisoformat(reconciliation["day"]))
 
     @task(outlets=[AB_READOUTS])
     def write_readouts(reconciliation: dict, partitions: dict[str, str], **context) -> dict[str, str]:
-        from monitoring.ab_readouts import write_readouts as write
+        from monitoring.ab_readouts.stages import write_readouts as write
 
         day = reconciliation["day"]
         written = write(dt.date.fromisoformat(day), reconciliation)

@@ -64,8 +64,8 @@ def storefront_training():
             def build_training_set(day: str) -> str:
                 from airflow.sdk.exceptions import AirflowSkipException
 
-                from training.pipeline import NothingToTrain
-                from training.pipeline import build_training_set as build
+                from training.shared.pipeline import NothingToTrain
+                from training.shared.pipeline import build_training_set as build
 
                 try:
                     return str(build(model, dt.date.fromisoformat(day)))
@@ -76,8 +76,8 @@ def storefront_training():
             def train_challenger(day: str, training_set: str) -> dict:
                 from airflow.sdk.exceptions import AirflowSkipException
 
-                from training.pipeline import NothingToTrain
-                from training.pipeline import train_challenger as train
+                from training.shared.pipeline import NothingToTrain
+                from training.shared.pipeline import train_challenger as train
 
                 try:
                     return train(model, training_set, dt.date.fromisoformat(day))
@@ -86,19 +86,19 @@ def storefront_training():
 
             @task
             def gate_and_promote(challenger: dict) -> dict:
-                from training.pipeline import gate_and_promote as gate
+                from training.shared.pipeline import gate_and_promote as gate
 
                 return gate(model, challenger)
 
             @task
             def score_sessions(day: str, decision: dict) -> str | None:
-                from training.pipeline import score_sessions as score
+                from training.shared.pipeline import score_sessions as score
 
                 return score(model, dt.date.fromisoformat(day))
 
             @task
             def drift_report(day: str, decision: dict) -> dict:
-                from training.pipeline import drift_report as report
+                from training.shared.pipeline import drift_report as report
 
                 return report(model, dt.date.fromisoformat(day))
 

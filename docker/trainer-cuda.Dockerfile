@@ -1,5 +1,5 @@
 # A training worker with NVIDIA GPUs: a Celery worker of the Airflow stack that takes the `cuda` queue
-# (STOREFRONT_TRAINING_QUEUE=cuda routes the training tasks there; training/devices.py picks cuda, NCCL for DDP).
+# (STOREFRONT_TRAINING_QUEUE=cuda routes the training tasks there; training/shared/devices.py picks cuda, NCCL for DDP).
 # torch comes from PyTorch's CUDA index instead of the CPU build the constraints file pins.
 FROM nvidia/cuda:12.6.3-cudnn-runtime-ubuntu22.04
 

@@ -1,5 +1,5 @@
 # A training worker with Intel Gaudi cards: a Celery worker of the Airflow stack that takes the `hpu` queue
-# (STOREFRONT_TRAINING_QUEUE=hpu; training/devices.py picks hpu, HCCL for DDP). The base image is Habana's
+# (STOREFRONT_TRAINING_QUEUE=hpu; training/shared/devices.py picks hpu, HCCL for DDP). The base image is Habana's
 # PyTorch image, whose torch build (with the Gaudi bridge) must stay: the project's torch pin is left out.
 ARG GAUDI_IMAGE=vault.habana.ai/gaudi-docker/1.21.0/ubuntu22.04/habanalabs/pytorch-installer-2.6.0:latest
 FROM ${GAUDI_IMAGE}

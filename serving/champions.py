@@ -5,7 +5,7 @@ its whole life, so a swap (one reference assignment, atomic in CPython) never ch
 request and never blocks one: the new version is downloaded, loaded and prepared in the background thread that
 noticed the alias move, and only then swapped in. A failed load leaves the running version in place.
 
-Every MLflow call goes through ``training.registry``.
+Every MLflow call goes through ``training.shared.registry``.
 """
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ class ChampionSlot:
 
     def refresh(self) -> bool:
         """Ask the registry where ``champion`` points; load and swap in a new version. True when it swapped."""
-        from training import registry
+        from training.shared import registry
 
         with self._lock:
             try:

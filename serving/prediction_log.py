@@ -6,7 +6,7 @@ Layout (hive partitions the drift monitor and Spark read as they are)::
 
 One row per prediction: ``request_id``, ``logged_at`` (UTC, microseconds), ``model_name``, ``model_version``,
 ``endpoint``, ``latency_ms``, ``fallback`` (the fallback reason, or null), then the request's features under
-their feature names (the columns the model's training reference sample has, so ``monitoring.drift`` compares
+their feature names (the columns the model's training reference sample has, so ``monitoring.drift.report`` compares
 them directly), then the output (scalars as columns, lists as JSON text in ``output``).
 
 A request only appends to an in-memory queue (microseconds). A writer thread takes what is queued every

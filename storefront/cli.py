@@ -10,12 +10,12 @@ from feature_repo.contract.data_dictionary import data_dictionary_command
 from feature_repo.contract.loader import load_export_command
 from feature_repo.expectations.validate import validate_command
 from feature_repo.features.jobs import build_features_command
-from monitoring.ab_readouts import ab_readout_command
-from monitoring.cli import drift_command
+from monitoring.ab_readouts.stages import ab_readout_command
+from monitoring.drift.cli import drift_command
 from serving.cli import serve_command
 from simulator.cli import simulate_command
 from storefront.main_job import main_job_command
-from training.cli import train_command
+from training.shared.cli import train_command
 
 
 @click.group()

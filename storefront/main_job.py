@@ -91,7 +91,7 @@ def _task_durations(airflow_db: Path) -> dict[str, list[float]]:
 
 
 def _champion_summary(model: str) -> dict | None:
-    from training.registry import champion, configure_mlflow
+    from training.shared.registry import champion, configure_mlflow
 
     configure_mlflow()
     version = champion(model)

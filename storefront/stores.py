@@ -12,7 +12,7 @@ So each shared store gets one serial step before the parallel tasks, in both pro
   comes after it, so their later opens find the tables there (Feast's ``create_all`` then creates nothing);
 * MLflow's tracking and registry store and every experiment of the night (one per model, one ``drift-<model>``
   per model): :func:`prepare_stores`, the training DAG's ``prepare_stores`` task, upstream of every model's task
-  group (:func:`training.registry.prepare_tracking_store`; safe if two processes call it at once).
+  group (:func:`training.shared.registry.prepare_tracking_store`; safe if two processes call it at once).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 def night_experiments(models: Sequence[str]) -> list[str]:
     """The MLflow experiments a night's training tasks use: each model's runs, then each model's drift runs."""
-    from monitoring.drift import drift_experiment
+    from monitoring.drift.report import drift_experiment
 
     return [*models, *(drift_experiment(m) for m in models)]
 
@@ -33,6 +33,6 @@ def prepare_stores(models: Sequence[str]) -> dict[str, Any]:
 
     Idempotent, and safe if two processes call it at once. Returns ``{"experiments": {name: id}}`` (for XCom).
     """
-    from training.registry import prepare_tracking_store
+    from training.shared.registry import prepare_tracking_store
 
     return {"experiments": prepare_tracking_store(night_experiments(models))}

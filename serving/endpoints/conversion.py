@@ -37,7 +37,7 @@ TOP_KPIS = 3
 
 def prepare_conversion(model: PyFuncModel, run_id: str) -> Mapping[str, Any]:
     """The KPI reference values of a loaded champion: the medians of its training reference sample."""
-    from training.registry import download_artifact
+    from training.shared.registry import download_artifact
 
     try:
         reference = pd.read_parquet(download_artifact(f"runs:/{run_id}/{REFERENCE_ARTIFACT}"))
@@ -76,7 +76,7 @@ def router(ctx: ServingContext) -> APIRouter:
         rows = [session] + [{**session, k: reference[k]} for k in varied]
         with timings.stage("model"):
             frame = pd.DataFrame(rows)
-            from training.registry import model_input
+            from training.shared.registry import model_input
 
             p = np.asarray(loaded.pyfunc.predict(model_input(loaded.pyfunc, frame)), dtype=np.float64).reshape(-1)
         probability = float(p[0])

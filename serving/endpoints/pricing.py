@@ -1,7 +1,8 @@
 """``GET /v1/prices/{product_id}``: the price to set for a product and what it is expected to change.
 
 Price recommendations are computed in batch: the nightly scoring stage of the elasticity champion
-(``training.elasticity.score_elasticity_day``) writes ``<lake>/scores/elasticity/dt=<day>/scores.parquet``, one row
+(``training.elasticity.model.score_elasticity_day``) writes ``<lake>/scores/elasticity/dt=<day>/scores.parquet``, one
+row
 per product on sale (recommended price within the guardrails, elasticity and expected per-day changes of units,
 revenue and profit, with intervals). They need a product's recent demand days, which are offline features only.
 This endpoint serves the newest batch written by the version that is champion now, re-reading it when a newer

@@ -1,9 +1,9 @@
 """``GET /v1/promotions/{customer_id}``: the coupon to offer the customer now, or none, with the reason.
 
-The promotion champion (``training/promotion_pyfunc.py``) estimates each coupon's incremental 10-week profit over
+The promotion champion (``training/promotion/pyfunc.py``) estimates each coupon's incremental 10-week profit over
 no coupon from the customer's history (one online read of ``customer_history``) and picks one by its policy (the
 cheapest of the coupons near the best lower bound, none when no bound clears the minimum). Budgets and
-per-customer limits need the offer history and stay with the nightly policy (``training/promotion_policy.py``).
+per-customer limits need the offer history and stay with the nightly policy (``training/promotion/policy.py``).
 
 Fallbacks: no coupon (``coupon: null``) with the reason for a customer without history in the online store, and
 when the store is down (``fallback: online_store_unavailable``): a coupon is money, never given blind.
@@ -32,7 +32,7 @@ def router(ctx: ServingContext) -> APIRouter:
     @api.get(ENDPOINT, response_model=PromotionResponse, responses=PREDICTION_ERRORS,
              summary="The best coupon for a customer, or none with the reason")
     def best_promotion(customer_id: Annotated[str, Path(pattern=ID_PATTERN)]) -> Response:
-        from training.registry import model_input
+        from training.shared.registry import model_input
 
         timings = Timings()
         loaded = ctx.champions[MODEL].require()

@@ -8,7 +8,7 @@ One online read of ``product_ranking`` for every product of the list. The object
 * ``expected_revenue``: ``p * g(price)``, p = the product's position-debiased purchase rate from the online store
   (the ranking model's purchase classifier is not part of the logged model), g = identity or ln.
 
-Relevance and the re-rankers are the logged model's own code (``training/ranking_pyfunc.py``, executed by MLflow
+Relevance and the re-rankers are the logged model's own code (``training/ranking/pyfunc.py``, executed by MLflow
 on load), reached through ``unwrap_python_model()``, so serving and training share one implementation.
 
 Fallbacks: products the online store does not know (no features) keep their request order after the known ones
@@ -112,7 +112,7 @@ def _sort_key(
     revenue_transform: str,
 ) -> np.ndarray:
     """Sort keys (higher first) of the known products of one list."""
-    from training.registry import model_input
+    from training.shared.registry import model_input
 
     code = extras.get("code")
     price = np.clip(rows[PRICE].to_numpy(np.float64), 0.01, None)

@@ -1,7 +1,7 @@
 """``GET /v1/recommendations/{customer_id}``: the customer's top-k products, optionally within a category and for
 the device of the page (the context).
 
-The recommender answers from its own state (factors, popularity per device: ``training/recommendation_pyfunc.py``),
+The recommender answers from its own state (factors, popularity per device: ``training/recommendation/pyfunc.py``),
 so there is no online feature read. Anonymous, new and unknown customers get the documented fallback, the
 model's most popular products on that device (``source: popular``), never an error.
 

@@ -20,8 +20,8 @@ from config.models import DriftConfig
 from config.settings import get_settings
 from feature_repo.contract import lake
 from feature_repo.contract.schema import KPI_NAMES, TABLES
-from monitoring.alerts import route_drift_alert
-from monitoring.drift import (
+from monitoring.drift.alerts import route_drift_alert
+from monitoring.drift.report import (
     CATEGORICAL_STATTEST,
     COLUMN_KINDS,
     DEFAULT_COLUMNS,
@@ -279,7 +279,7 @@ def test_alert_says_since_when(drift_result: DriftResult, tmp_path: Path) -> Non
 def test_cli_writes_reports_and_alert(frames: dict[str, pd.DataFrame], tmp_path: Path, var_root: Path) -> None:
     from click.testing import CliRunner
 
-    from monitoring.cli import drift_command
+    from monitoring.drift.cli import drift_command
 
     columns = [*KPI_NAMES, "device", "channel", "is_anonymous"]
     frames["reference"][columns].iloc[:800].to_parquet(tmp_path / "reference.parquet")

@@ -101,8 +101,8 @@ def test_a_missing_orders_partition_fails_before_spark_reads(spark, tiny_lake: P
 
 
 def test_the_training_set_of_a_lake_younger_than_the_window_is_nothing_to_train(tiny_lake: Path) -> None:
-    from training.pipeline import NothingToTrain
-    from training.promotion_data import offer_outcome_rows
+    from training.promotion.data import offer_outcome_rows
+    from training.shared.pipeline import NothingToTrain
 
     with pytest.raises(NothingToTrain, match="closed 70-day outcome window on 2026-01-21"):
         offer_outcome_rows(RUN_DATE, raw_root=tiny_lake)  # fails before any Spark session starts

@@ -106,7 +106,7 @@ def test_training_registers_a_model_and_records_the_gate(pipeline: Path) -> None
     run = _run("storefront_training", NIGHT)
     assert run.state == "success"
     from config import get_settings
-    from training.registry import configure_mlflow
+    from training.shared.registry import configure_mlflow
 
     client = configure_mlflow()
     versions = client.search_model_versions("name='conversion'")

@@ -32,7 +32,9 @@ _SPAWN = multiprocessing.get_context("spawn")
 def _first_night_task(model: str, prepare: bool, barrier: Any, results: Any) -> None:
     """What a training task does first: configure MLflow, get/create its experiment, log a run."""
     try:
-        from training import registry  # the slow imports happen before the barrier: the first uses start together
+        from training.shared import (
+            registry,  # the slow imports happen before the barrier: the first uses start together
+        )
 
         barrier.wait(timeout=600)
         if prepare:
@@ -48,7 +50,7 @@ def _first_night_task(model: str, prepare: bool, barrier: Any, results: Any) -> 
 def _prepare(experiments: list[str], results: Any) -> None:
     """The training DAG's ``prepare_stores`` task, as far as MLflow goes."""
     try:
-        from training.registry import prepare_tracking_store
+        from training.shared.registry import prepare_tracking_store
 
         results.put(("prepare", "ok", prepare_tracking_store(experiments)))
     except BaseException as err:
@@ -61,7 +63,7 @@ def _summary(results: Any) -> None:
         from mlflow.store.db import utils as db_utils
 
         from config.settings import get_settings
-        from training.registry import configure_mlflow
+        from training.shared.registry import configure_mlflow
 
         client = configure_mlflow()
         experiments = {e.name: e for e in client.search_experiments()}

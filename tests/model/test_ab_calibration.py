@@ -4,7 +4,7 @@ One Spark join of the demo lake's experiments (six and a half weeks; the experim
 then: the planted sample-ratio mismatch is flagged invalid, the A/A test is never called, re-randomised A/A
 experiments keep the daily sequential readout's false-positive rate at or below alpha, a planted lift is
 detected with the power the design predicts, and the readout's fixed-horizon figures equal statsmodels' on
-the same counts. Method of the re-randomisation: ``monitoring/ab_calibration.py``.
+the same counts. Method of the re-randomisation: ``monitoring/ab_readouts/calibration.py``.
 """
 
 from __future__ import annotations
@@ -19,10 +19,15 @@ import pytest
 from scipy import stats
 
 from config.experiments import ExperimentRegistry
-from monitoring.ab_calibration import aa_false_positive_rate, planted_lift_power
-from monitoring.ab_exposure_outcomes import UNIT_DAYS_TABLE, UNITS_TABLE, join_exposures_to_outcomes, partition_dir
-from monitoring.ab_readout import build_panel, mixing_variance, readout
-from monitoring.experiments import analysis_windows
+from monitoring.ab_readouts.calibration import aa_false_positive_rate, planted_lift_power
+from monitoring.ab_readouts.experiments import analysis_windows
+from monitoring.ab_readouts.exposure_outcomes import (
+    UNIT_DAYS_TABLE,
+    UNITS_TABLE,
+    join_exposures_to_outcomes,
+    partition_dir,
+)
+from monitoring.ab_readouts.readout import build_panel, mixing_variance, readout
 from simulator.experiment_plan import registry_for_range
 
 pytestmark = pytest.mark.slow

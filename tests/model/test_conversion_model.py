@@ -19,8 +19,7 @@ from mlflow.pyfunc import PyFuncModel
 from mlflow.tracking import MlflowClient
 
 from config.settings import get_settings
-from training import registry
-from training.conversion import (
+from training.conversion.model import (
     FEATURE_COLUMNS,
     PREDICTION,
     TrainingResult,
@@ -28,7 +27,8 @@ from training.conversion import (
     split_by_time,
     train_conversion,
 )
-from training.metrics import BINARY_METRICS, binary_classification_metrics
+from training.shared import registry
+from training.shared.metrics import BINARY_METRICS, binary_classification_metrics
 
 RUN_DATE = dt.date(2026, 2, 14)  # last day of the demo lake
 

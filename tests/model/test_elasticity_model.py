@@ -24,10 +24,10 @@ from feature_repo.contract import lake
 from feature_repo.contract.schema import TABLES
 from feature_repo.features.partitions import read_feature_partition
 from feature_repo.features.tables import PRODUCT_DEMAND
-from training import elasticity as el
-from training import registry
-from training.elasticity_estimator import estimate_elasticities, naive_loglog
-from training.elasticity_pyfunc import DemandModel, save_demand_model
+from training.elasticity import model as el
+from training.elasticity.estimator import estimate_elasticities, naive_loglog
+from training.elasticity.pyfunc import DemandModel, save_demand_model
+from training.shared import registry
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -63,8 +63,8 @@ def tiny_shop(
         config = get_models_config()
         small = config.model(el.MODEL_NAME).model_copy(update={"training_window_days": 21, "holdout_days": 7})
         config = config.model_copy(update={"models": {**config.models, el.MODEL_NAME: small}})
-        mp.setattr("training.elasticity.get_models_config", lambda: config)
-        mp.setattr("training.pipeline.get_models_config", lambda: config)
+        mp.setattr("training.elasticity.model.get_models_config", lambda: config)
+        mp.setattr("training.shared.pipeline.get_models_config", lambda: config)
         yield config
     get_settings.cache_clear()
 
@@ -90,7 +90,7 @@ def test_the_demand_table_counts_every_impression_and_unit_of_the_day(tiny_shop:
 @pytest.fixture(scope="module")
 def nightly(tiny_shop: ModelsConfig) -> tuple[Path, dict, dict]:
     """The tiny shop's nightly stages for its last day: training set, challenger, gate decision."""
-    from training.pipeline import build_training_set, gate_and_promote, train_challenger
+    from training.shared.pipeline import build_training_set, gate_and_promote, train_challenger
 
     path = build_training_set(el.MODEL_NAME, TINY_DAY)
     challenger = train_challenger(el.MODEL_NAME, path, TINY_DAY)
@@ -100,7 +100,7 @@ def nightly(tiny_shop: ModelsConfig) -> tuple[Path, dict, dict]:
 def test_nightly_stages_register_gate_and_recommend_prices(
     tiny_shop: ModelsConfig, nightly: tuple[Path, dict, dict]
 ) -> None:
-    from training.pipeline import score_sessions
+    from training.shared.pipeline import score_sessions
 
     path, challenger, decision = nightly
     frame = el.read_training_set(path)
@@ -129,7 +129,7 @@ def test_a_model_with_a_wrong_signed_elasticity_is_refused_with_the_category_nam
     tiny_shop: ModelsConfig, nightly: tuple[Path, dict, dict], tmp_path: Path
 ) -> None:
     """A real registered model whose 'books' elasticity is positive: the gate rejects it and says why."""
-    from training.elasticity_pyfunc import Nuisance
+    from training.elasticity.pyfunc import Nuisance
 
     flat = ((0.0,) * 10, (0.0,) * 10)
     model = DemandModel(

@@ -33,8 +33,8 @@ from pydantic import ValidationError
 from config.models import KpiImpactConfig, ModelConfig, ModelsConfig, read_models_config
 from feature_repo.contract.schema import KPI_NAMES
 from simulator.truth import load_truth
-from training import registry
-from training.conversion import (
+from training.conversion.kpi_impact import KpiImpactResult, analyze_kpi_impact, improved_values, write_report
+from training.conversion.model import (
     MODEL_NAME,
     TrainingResult,
     apply_platt,
@@ -45,8 +45,8 @@ from training.conversion import (
     train_conversion,
     training_data,
 )
-from training.conversion_pyfunc import ConversionMLP
-from training.kpi_impact import KpiImpactResult, analyze_kpi_impact, improved_values, write_report
+from training.conversion.pyfunc import ConversionMLP
+from training.shared import registry
 
 RUN_DATE = dt.date(2026, 2, 14)  # last day of the demo lake
 LABEL = "converted"

@@ -19,9 +19,9 @@ from conversion_testdata import conversion_training_set, small_models_config, wr
 from mlflow.tracking import MlflowClient
 
 from config.models import GateConfig, get_models_config
-from training import registry
-from training.cli import train_command
-from training.conversion import TrainingResult, train_conversion
+from training.conversion.model import TrainingResult, train_conversion
+from training.shared import registry
+from training.shared.cli import train_command
 
 RUN_DATE = dt.date(2026, 2, 14)  # last day of the demo lake
 NAME = "conversion"

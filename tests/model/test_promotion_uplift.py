@@ -22,8 +22,8 @@ import pandas as pd
 import pytest
 
 from config.models import get_models_config
-from training.promotion import OUTCOME, fit_uplift_model
-from training.promotion_pyfunc import NO_COUPON, CouponChoice
+from training.promotion.model import OUTCOME, fit_uplift_model
+from training.promotion.pyfunc import NO_COUPON, CouponChoice
 
 COUPONS = ["pct5", "pct10", "pct20", "free_shipping"]
 # segment -> incremental profit of each coupon, EUR (segment 0 only subsidizes)
@@ -89,7 +89,7 @@ def shop(var_root: Path) -> dict:
     from feature_repo import store
     from feature_repo.features.jobs import build_features_for_days
     from simulator.shop import simulate
-    from training import pipeline
+    from training.shared import pipeline
 
     raw = get_settings().raw_root
     simulate(dt.date(2026, 1, 1), RUN_DATE, raw, seed=7, scale="demo")
@@ -107,8 +107,8 @@ def shop(var_root: Path) -> dict:
 @pytest.fixture(scope="module")
 def truth_of_policy(shop: dict) -> pd.DataFrame:
     """The policy's coupon for every policy-assigned offer (never trained on) next to the planted truth."""
-    from training import registry
-    from training.promotion import read_training_set
+    from training.promotion.model import read_training_set
+    from training.shared import registry
 
     frame = read_training_set(Path(shop["training_set"]))
     frame = frame[(frame["assignment"] == "policy") & frame["days_since_signup"].notna()].reset_index(drop=True)
@@ -157,7 +157,7 @@ def test_the_policy_reaches_80_percent_of_the_oracle_on_the_simulated_shop(truth
 
 @pytest.mark.slow
 def test_the_model_is_registered_gated_on_policy_auuc_and_runs_the_policy(shop: dict) -> None:
-    from training import registry
+    from training.shared import registry
 
     decision, challenger = shop["decision"], shop["challenger"]
     assert decision["metric"] == "policy_auuc" and decision["challenger_version"] == challenger["model_version"]

@@ -59,7 +59,7 @@ def training_set(demo_lake: Path, tmp_path_factory: pytest.TempPathFactory) -> I
     try:
         from feature_repo import store
         from feature_repo.features.jobs import build_features_for_days
-        from training.ranking_data import build_ranking_training_set
+        from training.ranking.data import build_ranking_training_set
 
         first = RUN_DATE - dt.timedelta(days=WINDOW_DAYS)  # the day before the window: its first lists' features
         build_features_for_days([first + dt.timedelta(days=i) for i in range(WINDOW_DAYS)], ["product_ranking"])
@@ -77,7 +77,7 @@ def training_set(demo_lake: Path, tmp_path_factory: pytest.TempPathFactory) -> I
 @pytest.fixture(scope="module")
 def split(training_set: Path):
     from config.models import get_models_config
-    from training.ranking import read_training_set, split_by_date
+    from training.ranking.model import read_training_set, split_by_date
 
     cfg = get_models_config().model("ranking")
     return split_by_date(read_training_set(training_set), RUN_DATE, HOLDOUT_DAYS, cfg.ranking.validation_days)
@@ -86,7 +86,7 @@ def split(training_set: Path):
 @pytest.fixture(scope="module")
 def rankers(split) -> dict:
     from config.models import get_models_config
-    from training.ranking import fit_ranker
+    from training.ranking.model import fit_ranker
 
     cfg = get_models_config().model("ranking")
     cpu = torch.device("cpu")
@@ -109,7 +109,7 @@ def test_estimated_position_propensities_are_within_20_percent_of_the_planted_cu
 
 def test_bias_correction_orders_lists_closer_to_the_planted_relevance(split, rankers: dict, demo_lake: Path) -> None:
     from simulator.ranking_truth import planted_relevance
-    from training.ranking_metrics import mean_defined, ndcg_with_gains, pad_lists
+    from training.ranking.metrics import mean_defined, ndcg_with_gains, pad_lists
 
     holdout = split.holdout
     padded = pad_lists(holdout["list_id"], holdout["position"])
@@ -126,7 +126,7 @@ def test_bias_correction_orders_lists_closer_to_the_planted_relevance(split, ran
 
 
 def test_lists_without_a_positive_are_left_out_of_training_and_metrics(split, rankers: dict) -> None:
-    from training.ranking import LOGGED, RELEVANCE, evaluate_orderings
+    from training.ranking.model import LOGGED, RELEVANCE, evaluate_orderings
 
     per_list_max = split.train.groupby("list_id")["grade"].max()
     assert rankers["corrected"].dropped_train_lists == int((per_list_max == 0).sum()) > 0
@@ -158,8 +158,8 @@ def test_impressions_get_the_product_features_of_the_day_before(training_set: Pa
 
 def test_train_ranking_reports_logs_registers_and_gates(training_set: Path) -> None:
     from config.models import get_models_config
-    from training import registry
-    from training.ranking import gate_scorer, hybrid_name, read_holdout, train_ranking
+    from training.ranking.model import gate_scorer, hybrid_name, read_holdout, train_ranking
+    from training.shared import registry
 
     result = train_ranking(training_set, RUN_DATE, device="cpu")
     report = result.report_dir

@@ -21,8 +21,8 @@ from config.settings import get_settings
 from feature_repo.contract import lake
 from feature_repo.contract.schema import TABLES
 from feature_repo.features.tables import CUSTOMER_PRODUCT_INTERACTIONS
-from training import recommendation as rec
-from training.recommendation_pyfunc import POPULAR, RecommenderState, recommendations_frame
+from training.recommendation import model as rec
+from training.recommendation.pyfunc import POPULAR, RecommenderState, recommendations_frame
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -144,15 +144,15 @@ def tiny_shop(
         get_settings.cache_clear()
         build_features_for_days(days, [TABLE])
         config = _small_config(window=14, holdout=4, validation=2)
-        mp.setattr("training.recommendation.get_models_config", lambda: config)
-        mp.setattr("training.pipeline.get_models_config", lambda: config)
+        mp.setattr("training.recommendation.model.get_models_config", lambda: config)
+        mp.setattr("training.shared.pipeline.get_models_config", lambda: config)
         yield config
     get_settings.cache_clear()
 
 
 def test_nightly_stages_register_gate_and_score(tiny_shop: ModelsConfig) -> None:
-    from training.pipeline import build_training_set, gate_and_promote, score_sessions, train_challenger
-    from training.registry import champion
+    from training.shared.pipeline import build_training_set, gate_and_promote, score_sessions, train_challenger
+    from training.shared.registry import champion
 
     training_set = build_training_set(rec.MODEL_NAME, TINY_DAY)
     first = train_challenger(rec.MODEL_NAME, training_set, TINY_DAY)
@@ -187,7 +187,7 @@ def test_nightly_stages_register_gate_and_score(tiny_shop: ModelsConfig) -> None
 
 
 def test_logged_model_excludes_bought_one_off_products(tiny_shop: ModelsConfig) -> None:
-    from training.registry import alias_uri, load_model
+    from training.shared.registry import alias_uri, load_model
 
     folder = get_settings().training_sets_root / rec.MODEL_NAME / f"dt={TINY_DAY.isoformat()}"
     interactions, catalog = rec.read_training_set(folder)
@@ -234,7 +234,7 @@ def test_model_beats_popularity_and_item_knn_on_the_demo_shop(demo_fit: tuple[re
 def test_ranking_follows_the_planted_affinities(demo_fit: tuple[rec.TrainingResult, Path], demo_lake: Path) -> None:
     """Per customer, Spearman correlation over the catalogue between the model's scores and the planted
     attractiveness logit (quality + u_c . v_p), against popularity and against another customer's truth."""
-    from training.registry import load_model
+    from training.shared.registry import load_model
 
     result, _ = demo_fit
     state: RecommenderState = load_model(result.model_uri).unwrap_python_model().state  # what the registry serves

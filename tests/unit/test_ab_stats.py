@@ -9,7 +9,7 @@ from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import confint_proportions_2indep, proportions_ztest
 from statsmodels.stats.weightstats import CompareMeans, DescrStatsW
 
-from monitoring import ab_stats
+from monitoring.ab_readouts import stats as ab_stats
 
 
 def test_two_proportion_test_matches_statsmodels() -> None:

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import torch
 
-from training.metrics import BINARY_METRICS
+from training.shared.metrics import BINARY_METRICS
 
 BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "conversion_uci.py"
 UCI_FILE = Path("uci_online_shoppers_intention") / "online_shoppers_intention.csv"
@@ -190,7 +190,7 @@ def test_prior_correction_undoes_the_class_weight(sessions: pd.DataFrame) -> Non
 
 
 def test_kpi_impact_reports_for_both_models(run: tuple, tmp_path: Path) -> None:
-    pytest.importorskip("training.kpi_impact", reason="the KPI impact module is not in this checkout")
+    pytest.importorskip("training.conversion.kpi_impact", reason="the KPI impact module is not in this checkout")
     _, split, mlp, gbm = run
     lines = bench.run_kpi_impact({"MLP": mlp.predict_proba, "LightGBM": gbm.predict_proba}, split.test, tmp_path)
     text = "\n".join(lines)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from config.settings import get_settings
-from training import devices
+from training.shared import devices
 
 
 @pytest.fixture(autouse=True)

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from training.elasticity_estimator import (
+from training.elasticity.estimator import (
     EstimatorConfig,
     estimate_elasticities,
     fixed_effects_poisson,

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from training.elasticity_estimator import EstimatorConfig, estimate_elasticities
+from training.elasticity.estimator import EstimatorConfig, estimate_elasticities
 
 BENCHMARK = Path(__file__).resolve().parents[2] / "benchmarks" / "elasticity_retail.py"
 RETAIL_FILE = Path("uci_online_retail_sample40k") / "online_retail_sample40k.csv"

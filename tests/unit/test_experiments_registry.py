@@ -12,8 +12,8 @@ from pydantic import ValidationError
 
 from config.experiments import ExperimentRegistry, read_experiments_registry
 from config.settings import REPO_ROOT, Settings
-from monitoring.ab_readout import MetricPath, decide
-from monitoring.experiments import analysis_windows, reconcile
+from monitoring.ab_readouts.experiments import analysis_windows, reconcile
+from monitoring.ab_readouts.readout import MetricPath, decide
 
 DEMO_START, DEMO_END = dt.date(2026, 1, 1), dt.date(2026, 4, 30)  # the range `make demo` simulates
 

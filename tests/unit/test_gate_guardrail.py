@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from config.models import GateConfig, GuardrailConfig
-from training.registry import _check_guardrail
+from training.shared.registry import _check_guardrail
 
 
 def _gate(**guardrail) -> GateConfig:

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from config.models import PricingGuardrails
-from training.price_recommendation import expected_changes, optimal_price, recommend_prices
+from training.elasticity.price_recommendation import expected_changes, optimal_price, recommend_prices
 
 GUARDRAILS = PricingGuardrails(max_change=0.10, min_margin=0.05, max_list_multiple=1.0)
 

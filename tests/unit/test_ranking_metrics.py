@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from feature_repo.features.position_bias import estimate_propensities
-from training.ranking import lambdarank_loss
-from training.ranking_metrics import (
+from training.ranking.metrics import (
     avg_price_at_k,
     ecdf,
     ecdf_area,
@@ -18,7 +17,8 @@ from training.ranking_metrics import (
     ndcp_at_k,
     pad_lists,
 )
-from training.ranking_pyfunc import hybrid_sort_key, price_relative_to_list, rank_within_lists
+from training.ranking.model import lambdarank_loss
+from training.ranking.pyfunc import hybrid_sort_key, price_relative_to_list, rank_within_lists
 
 
 def test_ndcg_matches_a_hand_computation_and_an_all_zero_list_is_undefined() -> None:
@@ -154,7 +154,7 @@ def test_propensities_recover_a_planted_curve_from_randomized_counts() -> None:
 
 
 def test_graded_label_is_the_furthest_step() -> None:
-    from training.ranking_data import graded_label
+    from training.ranking.data import graded_label
 
     frame = pd.DataFrame({
         "clicked": [False, True, True, True, True],

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import ndcg_score
 
-from training.recommendation_metrics import metric_value, per_user_metrics, ranking_metrics
-from training.recommendation_pyfunc import top_k
+from training.recommendation.metrics import metric_value, per_user_metrics, ranking_metrics
+from training.recommendation.pyfunc import top_k
 
 
 def test_ndcg_matches_scikit_learn_on_random_rankings() -> None:

@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from training.trainer import FitResult, LoopConfig, TrainingData, expand_grid, fit
+from training.shared.trainer import FitResult, LoopConfig, TrainingData, expand_grid, fit
 
 
 def _data(n: int, seed: int) -> TrainingData:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from training.metrics import (
+from training.shared.metrics import (
     BINARY_METRICS,
     SingleClassError,
     binary_classification_metrics,

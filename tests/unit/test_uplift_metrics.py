@@ -9,9 +9,9 @@ import pandas as pd
 import pytest
 
 from config.models import PromotionPolicyConfig
-from training.promotion_policy import apply_policy
-from training.promotion_pyfunc import CouponChoice
-from training.uplift_metrics import (
+from training.promotion.policy import apply_policy
+from training.promotion.pyfunc import CouponChoice
+from training.promotion.uplift_metrics import (
     auuc,
     auuc_gain,
     bootstrap_interval,

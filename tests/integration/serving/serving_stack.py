@@ -112,8 +112,8 @@ def build_stack(root: Path) -> ServingStack:
     from feature_repo import store
     from feature_repo.features.jobs import build_features_for_days
     from simulator.shop import simulate
-    from training import pipeline, registry
-    from training.conversion import train_conversion
+    from training.conversion.model import train_conversion
+    from training.shared import pipeline, registry
 
     var_root, lake_root = root / "var", root / "lake"
     raw_root = lake_root / "raw"
@@ -169,7 +169,7 @@ def build_stack(root: Path) -> ServingStack:
 @contextmanager
 def champions(stack: ServingStack, *names: str) -> Iterator[dict[str, str]]:
     """The stack's trained ``names`` made champion for the block (the aliases go again after it)."""
-    from training import registry
+    from training.shared import registry
 
     with pytest.MonkeyPatch.context() as mp:
         settings_env(mp, stack.var_root, stack.lake_root, profile="embedded")

@@ -21,7 +21,7 @@ from serving.app import create_app
 def test_the_alias_moves_mid_traffic_and_no_request_fails(
     serving_stack: ServingStack, stack_settings: Settings, sessions: pd.DataFrame
 ) -> None:
-    from training import registry
+    from training.shared import registry
 
     old, new = serving_stack.versions[:2]
     request = payload(sessions.iloc[3], serving_stack.known_customers[0])

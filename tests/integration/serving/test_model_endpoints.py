@@ -58,7 +58,7 @@ def ranking_rows(serving_stack: ServingStack) -> pd.DataFrame:
 
 def _relevance(stack: ServingStack, rows: pd.DataFrame) -> np.ndarray:
     """The champion's relevance of ``rows`` computed offline through the logged model."""
-    from training import registry
+    from training.shared import registry
 
     model = registry.load_model(registry.model_version_uri("ranking", stack.models["ranking"]))
     inner = model.unwrap_python_model()

@@ -29,7 +29,7 @@ def client(stack_settings: Settings) -> Iterator[TestClient]:
 def test_scores_a_known_customer_with_the_champion_and_its_online_history(
     client: TestClient, serving_stack: ServingStack, sessions: pd.DataFrame
 ) -> None:
-    from training import registry
+    from training.shared import registry
 
     customer = serving_stack.known_customers[0]
     response = client.post(SCORE, json=payload(sessions.iloc[0], customer))
@@ -126,8 +126,8 @@ def test_a_model_without_a_champion_answers_503_with_the_reason(
 def test_every_prediction_is_logged_and_the_log_feeds_the_drift_monitor(
     stack_settings: Settings, sessions: pd.DataFrame
 ) -> None:
-    from monitoring.drift import drift_report
-    from training import registry
+    from monitoring.drift.report import drift_report
+    from training.shared import registry
 
     sent = 40
     with TestClient(create_app(stack_settings)) as client:

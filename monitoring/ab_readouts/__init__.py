@@ -1,0 +1,1 @@
+"""A/B readouts: the experiment registry reconciled, exposures joined to outcomes, statistics, readouts, pages."""

@@ -1,0 +1,1 @@
+"""The drift monitor: Evidently reports of a date's features against the champion's reference, and on-call alerts."""

@@ -1,0 +1,1 @@
+"""The conversion model: P(session converts) from performance KPIs and customer history, and the KPI what-if."""

@@ -1,0 +1,1079 @@
+"""KPI impact analysis: which KPIs a conversion model leans on, and what improving each one is worth.
+
+Model-agnostic: it needs ``predict(frame) -> P(convert)`` per row and a labelled holdout. Three views:
+
+* **importance**: permutation importance on the holdout (``sklearn.inspection.permutation_importance``): the drop
+  in ROC-AUC and the increase in log loss when one KPI's values are shuffled across sessions, mean and standard
+  deviation over seeded repeats;
+* **what-if**: every holdout session with one KPI improved by x (``kpi * (1 - x)`` for lower-is-better KPIs,
+  ``kpi * (1 + x)`` capped at the KPI's upper bound for higher-is-better ones; counts are scaled too and stay
+  continuous). The mean change of P(convert) is the change in expected conversion rate; times 100 000 it is the
+  expected converted sessions per 100k sessions. Reported over all holdout sessions and over the non-converted
+  ones, each with a 95% bootstrap interval, and the KPIs are ranked by the 5% figure over all sessions;
+* **flips**: the common practice of counting sessions whose thresholded prediction goes from 0 to 1, reported
+  beside the expected value at several thresholds to show how much it depends on the threshold (the expected
+  value does not depend on one).
+
+Two intervals, because they answer different questions. ``ci_*`` resamples the holdout's sessions with the
+model held fixed: how precisely this model's figure is known for this population. ``model_ci_*`` (when
+``refits`` are given: predict functions of the same model refitted on bootstrap resamples of its training rows)
+adds the spread between refitted models: how precisely the data pin the effect down. Only the second is an
+interval for the true effect; when KPIs are strongly collinear (see ``collinearity_r2``), it is wide, because
+the data cannot say which of them the outcome responds to.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import json
+import logging
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+from sklearn.inspection import permutation_importance
+from sklearn.metrics import log_loss, roc_auc_score
+
+from feature_repo.contract.schema import SESSION_KPIS
+from training.shared.metrics import expected_calibration_error
+
+logger = logging.getLogger(__name__)
+
+Predict = Callable[[pd.DataFrame], np.ndarray]
+# ``overrides -> P``: the predictions for one fixed frame with the given columns replaced (see :func:`bind_rows`)
+Bound = Callable[[Mapping[str, np.ndarray]], np.ndarray]
+Direction = Literal["decrease", "increase"]
+
+HIGHER_IS_BETTER = frozenset({"cdn_hit_ratio"})
+# Upper bounds of the contract's KPIs (cdn_hit_ratio <= 1): an improved value never leaves its range.
+CONTRACT_UPPER_BOUNDS: dict[str, float] = {c.name: float(c.max) for c in SESSION_KPIS if c.max is not None}
+FLIP_TOP_SHARES = (0.01, 0.02, 0.05, 0.10)
+POPULATIONS = ("all", "non_converted")
+PER_100K = 100_000
+
+
+# --- results -------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class KpiImportance:
+    """Permutation importance of one KPI on the holdout (positive: the model needs the KPI)."""
+
+    kpi: str
+    roc_auc_drop: float
+    roc_auc_drop_std: float
+    log_loss_increase: float
+    log_loss_increase_std: float
+
+
+@dataclass(frozen=True)
+class WhatIf:
+    """Mean change of P(convert) when one KPI improves by ``improvement`` (0.05 = 5%) on a population of sessions."""
+
+    kpi: str
+    improvement: float
+    population: str  # "all" holdout sessions or the "non_converted" ones
+    sessions: int
+    delta_conversion_rate: float  # absolute, e.g. 0.0009 = +0.09 percentage points
+    ci_low: float  # 95% percentile bootstrap over sessions, the model held fixed
+    ci_high: float
+    model_ci_low: float | None = None  # 95%, with the spread of refitted models added; None without refits
+    model_ci_high: float | None = None
+
+    @property
+    def delta_per_100k(self) -> float:
+        """Expected additional converted sessions per 100 000 sessions."""
+        return PER_100K * self.delta_conversion_rate
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        """The widest interval available: with model uncertainty when refits were given, else over sessions."""
+        if self.model_ci_low is not None and self.model_ci_high is not None:
+            return self.model_ci_low, self.model_ci_high
+        return self.ci_low, self.ci_high
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**asdict(self), "delta_per_100k": self.delta_per_100k}
+
+
+@dataclass(frozen=True)
+class FlipCount:
+    """Sessions whose thresholded prediction goes from 0 to 1 when one KPI improves (the seed practice)."""
+
+    kpi: str
+    threshold_name: str
+    threshold: float
+    flips: int
+    predicted_positive: int  # sessions at or above the threshold before the improvement
+
+
+@dataclass
+class KpiImpactResult:
+    """Everything :func:`analyze_kpi_impact` found; ``to_dict`` is the JSON the report writes."""
+
+    label: str
+    kpis: tuple[str, ...]
+    directions: dict[str, str]
+    improvements: tuple[float, ...]
+    rank_at: float
+    sessions: int
+    converted: int
+    mean_prediction: float
+    importance: tuple[KpiImportance, ...]
+    importance_rows: int
+    importance_repeats: int
+    what_if: tuple[WhatIf, ...]
+    ranking: tuple[str, ...]  # KPIs by the what-if at ``rank_at`` over all sessions, largest gain first
+    threshold: float
+    threshold_rule: str
+    flips: tuple[FlipCount, ...]
+    collinearity_r2: dict[str, float]
+    n_bootstrap: int
+    n_refits: int
+    seed: int
+    seconds: float
+    y_true: np.ndarray = field(repr=False)
+    p: np.ndarray = field(repr=False)
+
+    @property
+    def base_rate(self) -> float:
+        return self.converted / self.sessions
+
+    def what_if_for(self, kpi: str, improvement: float | None = None, population: str = "all") -> WhatIf:
+        pct = self.rank_at if improvement is None else improvement
+        for row in self.what_if:
+            if row.kpi == kpi and row.population == population and np.isclose(row.improvement, pct):
+                return row
+        raise KeyError(f"no what-if for {kpi} at {pct:.0%} on {population} sessions")
+
+    def importance_for(self, kpi: str) -> KpiImportance:
+        for row in self.importance:
+            if row.kpi == kpi:
+                return row
+        raise KeyError(f"no importance for {kpi}")
+
+    def flips_for(self, kpi: str, threshold_name: str = "default") -> FlipCount:
+        for row in self.flips:
+            if row.kpi == kpi and row.threshold_name == threshold_name:
+                return row
+        raise KeyError(f"no flip count for {kpi} at threshold {threshold_name!r}")
+
+    def ranking_table(self) -> pd.DataFrame:
+        """One row per KPI in ranking order: the what-if at ``rank_at``, importance, flips and collinearity."""
+        rows = []
+        for rank, kpi in enumerate(self.ranking, start=1):
+            w, nc = self.what_if_for(kpi), self.what_if_for(kpi, population="non_converted")
+            low, high = w.interval
+            imp = self.importance_for(kpi)
+            rows.append(
+                {
+                    "rank": rank,
+                    "kpi": kpi,
+                    "direction": self.directions[kpi],
+                    "delta_per_100k": w.delta_per_100k,
+                    "ci_low_per_100k": PER_100K * low,
+                    "ci_high_per_100k": PER_100K * high,
+                    "non_converted_delta_per_100k": nc.delta_per_100k,
+                    "roc_auc_drop": imp.roc_auc_drop,
+                    "log_loss_increase": imp.log_loss_increase,
+                    "flips": self.flips_for(kpi).flips,
+                    "collinearity_r2": self.collinearity_r2[kpi],
+                }
+            )
+        return pd.DataFrame(rows)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "sessions": self.sessions,
+            "converted": self.converted,
+            "base_rate": self.base_rate,
+            "mean_prediction": self.mean_prediction,
+            "kpis": list(self.kpis),
+            "directions": self.directions,
+            "improvements": list(self.improvements),
+            "rank_at": self.rank_at,
+            "ranking": list(self.ranking),
+            "importance": [asdict(r) for r in self.importance],
+            "importance_rows": self.importance_rows,
+            "importance_repeats": self.importance_repeats,
+            "what_if": [r.to_dict() for r in self.what_if],
+            "threshold": self.threshold,
+            "threshold_rule": self.threshold_rule,
+            "flips": [asdict(r) for r in self.flips],
+            "collinearity_r2": self.collinearity_r2,
+            "n_bootstrap": self.n_bootstrap,
+            "n_refits": self.n_refits,
+            "seed": self.seed,
+            "seconds": self.seconds,
+            "ece": expected_calibration_error(self.y_true, self.p),
+        }
+
+
+# --- the analysis --------------------------------------------------------------------------------------------------
+def default_directions(kpis: Sequence[str]) -> dict[str, Direction]:
+    """Lower is better for every KPI but the contract's higher-is-better ones (``cdn_hit_ratio``)."""
+    return {k: "increase" if k in HIGHER_IS_BETTER else "decrease" for k in kpis}
+
+
+def improved_values(
+    values: pd.Series | np.ndarray, direction: Direction, improvement: float, upper: float | None = None
+) -> np.ndarray:
+    """The KPI after an improvement of ``improvement`` (0.05 = 5%); nulls stay null, nothing crosses ``upper``."""
+    x = pd.to_numeric(pd.Series(values), errors="coerce").to_numpy(dtype=np.float64)
+    if direction == "decrease":
+        return x * (1.0 - improvement)
+    if direction != "increase":
+        raise ValueError(f"direction must be 'decrease' or 'increase', not {direction!r}")
+    better = x * (1.0 + improvement)
+    if upper is None:
+        return better
+    return np.where(x > upper, x, np.minimum(better, upper))
+
+
+def analyze_kpi_impact(
+    predict: Predict,
+    holdout: pd.DataFrame,
+    kpis: Sequence[str],
+    *,
+    label: str,
+    improve: Mapping[str, Direction] | None = None,
+    improvements: Sequence[float] = (0.05, 0.06, 0.07, 0.08),
+    n_bootstrap: int = 200,
+    seed: int = 7,
+    threshold: float | None = None,
+    rank_at: float = 0.05,
+    n_repeats: int = 5,
+    importance_max_rows: int = 50_000,
+    refits: Sequence[Predict] = (),
+    refit_rows: int = 2_000,
+    upper_bounds: Mapping[str, float] | None = None,
+    counts: Collection[str] | None = None,
+) -> KpiImpactResult:
+    """Importance, what-if and flip counts of ``kpis`` for the model behind ``predict`` on ``holdout``.
+
+    Args:
+        predict: rows (the holdout's columns) -> P(label) per row; called in batches of whole frames. It may
+            also offer ``bind(frame)``, for scoring one frame many times with a few columns replaced
+            (:func:`bind_rows`); so may each of ``refits``.
+        holdout: the sessions, with every column ``predict`` needs and the 0/1 (or bool) ``label``.
+        kpis: the columns to analyse; each is scaled, never shifted.
+        improve: per KPI ``decrease`` or ``increase`` [default: decrease, except ``cdn_hit_ratio``].
+        improvements: relative improvements (0.05 = 5%).
+        n_bootstrap: session resamples for the intervals.
+        seed: decides the bootstrap, the permutations and the subsamples.
+        threshold: the flip count's headline threshold [default: the score above which as many sessions lie as
+            converted, i.e. a classifier that predicts the base rate; F1-optimal thresholds are fitted on the
+            same holdout and swing with a handful of sessions].
+        rank_at: the improvement the ranking uses (must be one of ``improvements``).
+        n_repeats: permutation repeats per KPI (0 skips the importance).
+        importance_max_rows: permutation importance on at most this many sessions (a seeded subsample).
+        refits: predict functions of the model refitted on bootstrap resamples of its training rows; with two
+            or more, the what-if also gets ``model_ci_*`` (evaluated on ``refit_rows`` seeded sessions).
+        upper_bounds: per KPI the largest value an increase may reach [default: the contract's maxima].
+        counts: KPIs measured in whole events (errors, responses); an improved count between two integers is
+            scored by interpolating the model's logits at both [default: KPIs whose values are all whole numbers].
+
+    Returns:
+        :class:`KpiImpactResult`; its ``ranking`` is by the what-if at ``rank_at`` over all sessions.
+    """
+    started = time.perf_counter()
+    kpis = tuple(kpis)
+    improvements = tuple(float(x) for x in improvements)
+    if not kpis:
+        raise ValueError("no KPIs to analyse")
+    missing = [c for c in (*kpis, label) if c not in holdout.columns]
+    if missing:
+        raise KeyError(f"the holdout lacks column(s) {', '.join(missing)}")
+    if not any(np.isclose(rank_at, x) for x in improvements):
+        raise ValueError(f"rank_at {rank_at} is not one of the improvements {improvements}")
+    if n_bootstrap < 20:
+        raise ValueError(f"n_bootstrap={n_bootstrap}: a 95% interval needs at least 20 resamples")
+    directions: dict[str, Direction] = {**default_directions(kpis), **dict(improve or {})}
+    unknown = set(directions) - set(kpis)
+    if unknown:
+        raise KeyError(f"improve names KPI(s) not analysed: {sorted(unknown)}")
+    bounds = dict(CONTRACT_UPPER_BOUNDS if upper_bounds is None else upper_bounds)
+
+    frame = holdout.reset_index(drop=True)
+    y = _labels(frame[label])
+    scored = bind_rows(predict, frame)
+    p0 = scored({})
+    rng = np.random.default_rng(seed)
+
+    importance = _permutation_importance(predict, frame, kpis, y, n_repeats, importance_max_rows, rng)
+    rank_index = next(j for j, x in enumerate(improvements) if np.isclose(rank_at, x))
+    scenarios = _Scenarios(
+        kpis,
+        directions,
+        improvements,
+        bounds,
+        frozenset(k for k in kpis if _is_count(frame[k])) if counts is None else frozenset(counts),
+    )
+    deltas = scenarios.deltas(scored, frame, p0)  # (n, K, P)
+    boot = _bootstrap_means(deltas, y, n_bootstrap, rng)  # (2 populations, B, K*P)
+    what_if = _what_if_rows(deltas, y, boot, kpis, improvements)
+    if len(refits) >= 2:
+        what_if = _with_model_intervals(what_if, boot, y, frame, refits, scenarios, refit_rows, rng)
+    elif refits:
+        logger.warning("one refit gives no spread between models: model intervals need two or more")
+    at_rank = {
+        r.kpi: r.delta_conversion_rate for r in what_if if r.population == "all" and np.isclose(r.improvement, rank_at)
+    }
+    ranking = tuple(sorted(kpis, key=lambda k: -at_rank[k]))
+
+    base_threshold = float(np.quantile(p0, 1.0 - y.mean()))
+    headline = base_threshold if threshold is None else float(threshold)
+    rule = (
+        f"base-rate quantile: the top {y.mean():.2%} of scores are predicted to convert"
+        if threshold is None
+        else "given by the caller"
+    )
+    flips = _flip_counts(p0, p0[:, None] + deltas[:, :, rank_index], kpis, headline, y.mean())
+
+    result = KpiImpactResult(
+        label=label,
+        kpis=kpis,
+        directions={k: directions[k] for k in kpis},
+        improvements=improvements,
+        rank_at=float(rank_at),
+        sessions=len(frame),
+        converted=int(y.sum()),
+        mean_prediction=float(p0.mean()),
+        importance=importance,
+        importance_rows=min(len(frame), importance_max_rows),
+        importance_repeats=n_repeats,
+        what_if=tuple(what_if),
+        ranking=ranking,
+        threshold=headline,
+        threshold_rule=rule,
+        flips=flips,
+        collinearity_r2=collinearity_r2(frame, kpis),
+        n_bootstrap=n_bootstrap,
+        n_refits=len(refits),
+        seed=seed,
+        seconds=time.perf_counter() - started,
+        y_true=y,
+        p=p0,
+    )
+    logger.info(
+        "KPI impact on %d sessions in %.1f s: %s",
+        len(frame),
+        result.seconds,
+        ", ".join(f"{k} {PER_100K * at_rank[k]:+.1f}/100k" for k in ranking[:5]),
+    )
+    return result
+
+
+def _labels(values: pd.Series) -> np.ndarray:
+    y = pd.to_numeric(values.astype("float64"), errors="raise").to_numpy()
+    if np.isnan(y).any() or not np.isin(y, (0.0, 1.0)).all():
+        raise ValueError("the label must be 0/1 or bool without nulls")
+    if y.min() == y.max():
+        raise ValueError(f"the holdout's {len(y)} sessions hold one class only: nothing to analyse")
+    return y.astype(np.int64)
+
+
+def _predict(predict: Predict, frame: pd.DataFrame) -> np.ndarray:
+    return _checked(predict(frame), len(frame))
+
+
+def _checked(values: Any, n: int) -> np.ndarray:
+    p = np.asarray(values, dtype=np.float64).reshape(-1)
+    if len(p) != n:
+        raise ValueError(f"predict returned {len(p)} values for {n} rows")
+    if not np.isfinite(p).all() or (p < 0).any() or (p > 1).any():
+        raise ValueError("predict must return probabilities in [0, 1]")
+    return p
+
+
+def bind_rows(predict: Predict, frame: pd.DataFrame) -> Bound:
+    """``overrides -> predict(frame with the columns in overrides replaced)``, checked, for one fixed ``frame``.
+
+    The analysis scores the same sessions hundreds of times with one KPI changed. A ``predict`` that has a
+    ``bind(frame)`` method returning such a function (the conversion model's: it transforms ``frame`` once and
+    rewrites only the changed KPI columns of its input matrix) is used as it is; any other is called on
+    ``frame.assign(**overrides)``.
+    """
+    bind = getattr(predict, "bind", None)
+    if callable(bind):
+        bound: Bound = bind(frame)
+    else:
+
+        def bound(overrides: Mapping[str, np.ndarray]) -> np.ndarray:
+            return predict(frame.assign(**overrides) if overrides else frame)
+
+    def scored(overrides: Mapping[str, np.ndarray]) -> np.ndarray:
+        return _checked(bound(overrides), len(frame))
+
+    return scored
+
+
+class _FramePredictor:
+    """What ``permutation_importance`` scores: it shuffles the KPI columns, the rest of the row stays put."""
+
+    def __init__(self, predict: Predict, frame: pd.DataFrame, kpis: tuple[str, ...]) -> None:
+        self.predict_fn, self.frame, self.kpis = predict, frame, list(kpis)
+        self.scored = bind_rows(predict, frame)
+
+    def fit(self, *_: Any) -> _FramePredictor:  # pragma: no cover - sklearn's estimator protocol
+        return self
+
+    def predict_proba(self, kpi_rows: pd.DataFrame) -> np.ndarray:
+        if kpi_rows.index.equals(self.frame.index):  # what sklearn passes: every row, in order, one column shuffled
+            return self.scored({k: kpi_rows[k].to_numpy() for k in self.kpis})
+        rows = self.frame.loc[kpi_rows.index].copy()
+        rows[self.kpis] = kpi_rows.to_numpy()
+        return _predict(self.predict_fn, rows)
+
+
+def _score(estimator: _FramePredictor, kpi_rows: pd.DataFrame, y: np.ndarray) -> dict[str, float]:
+    p = estimator.predict_proba(kpi_rows)
+    return {"roc_auc": float(roc_auc_score(y, p)), "neg_log_loss": -float(log_loss(y, np.clip(p, 1e-15, 1 - 1e-15)))}
+
+
+def _permutation_importance(
+    predict: Predict,
+    frame: pd.DataFrame,
+    kpis: tuple[str, ...],
+    y: np.ndarray,
+    n_repeats: int,
+    max_rows: int,
+    rng: np.random.Generator,
+) -> tuple[KpiImportance, ...]:
+    if n_repeats <= 0:
+        return tuple(KpiImportance(k, float("nan"), float("nan"), float("nan"), float("nan")) for k in kpis)
+    if len(frame) > max_rows:  # subsampled here: sklearn's max_samples would score the baseline on all rows
+        rows = np.sort(rng.choice(len(frame), size=max_rows, replace=False))
+        frame, y = frame.iloc[rows].reset_index(drop=True), y[rows]
+    kpi_rows = frame[list(kpis)].apply(pd.to_numeric, errors="coerce").astype("float64")
+    out = permutation_importance(
+        _FramePredictor(predict, frame, kpis),
+        kpi_rows,
+        y,
+        scoring=_score,
+        n_repeats=n_repeats,
+        random_state=int(rng.integers(2**31 - 1)),
+    )
+    auc, ll = out["roc_auc"], out["neg_log_loss"]  # importance = baseline score - permuted score
+    return tuple(
+        KpiImportance(
+            k,
+            float(auc.importances_mean[i]),
+            float(auc.importances_std[i]),
+            float(ll.importances_mean[i]),
+            float(ll.importances_std[i]),
+        )
+        for i, k in enumerate(kpis)
+    )
+
+
+@dataclass(frozen=True)
+class _Scenarios:
+    """The what-if grid: each KPI, alone, improved by each of ``improvements``."""
+
+    kpis: tuple[str, ...]
+    directions: Mapping[str, Direction]
+    improvements: tuple[float, ...]
+    bounds: Mapping[str, float]
+    counts: frozenset[str]
+
+    def deltas(self, scored: Bound, frame: pd.DataFrame, p0: np.ndarray) -> np.ndarray:
+        """Per session, KPI and improvement: P(convert) after the improvement minus before, shape (n, K, P).
+
+        ``scored``: :func:`bind_rows` of the model on ``frame``.
+
+        A count KPI improved to 2.85 errors is scored between the model's answers at 2 and 3 errors, interpolated
+        on the logit scale (0.15 x logit P(2) + 0.85 x logit P(3)): the model never saw a fractional count, so what
+        it says between two integers is not learnt from data (on a log1p input, reading it off directly understates
+        an effect linear in the count by about a quarter), and on the logit scale the interpolation is exact for
+        an effect linear in the count's logit, which is how a rate 5% lower acts in a logistic model.
+        """
+        deltas = np.empty((len(frame), len(self.kpis), len(self.improvements)))
+        for i, kpi in enumerate(self.kpis):
+            for j, pct in enumerate(self.improvements):
+                better = improved_values(frame[kpi], self.directions[kpi], pct, self.bounds.get(kpi))
+                if kpi not in self.counts:
+                    deltas[:, i, j] = scored({kpi: better}) - p0
+                    continue
+                low = np.floor(better)
+                weight = np.nan_to_num(better - low, nan=0.0)
+                p = scored({kpi: low})
+                if (weight > 0).any():
+                    high = scored({kpi: low + 1.0})
+                    p = np.where(weight > 0, _sigmoid((1.0 - weight) * _logit(p) + weight * _logit(high)), p)
+                deltas[:, i, j] = p - p0
+        return deltas
+
+
+def _logit(p: np.ndarray) -> np.ndarray:
+    q = np.clip(p, 1e-12, 1.0 - 1e-12)
+    return np.log(q) - np.log1p(-q)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # overflow-free
+
+
+def _is_count(values: pd.Series) -> bool:
+    """Whole, non-negative numbers only (a KPI measured in events, not in time or bytes)."""
+    x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=np.float64)
+    x = x[np.isfinite(x)]
+    return len(x) > 0 and bool((x >= 0).all() and (x == np.round(x)).all())
+
+
+def _bootstrap_counts(n: int, n_bootstrap: int, rng: np.random.Generator, chunk: int = 50) -> Iterator[np.ndarray]:
+    """Yields (chunk, n) matrices: how often each session is drawn in each resample."""
+    for start in range(0, n_bootstrap, chunk):
+        draws = rng.integers(0, n, size=(min(chunk, n_bootstrap - start), n))
+        yield np.stack([np.bincount(row, minlength=n) for row in draws]).astype(np.float64)
+
+
+def _bootstrap_means(deltas: np.ndarray, y: np.ndarray, n_bootstrap: int, rng: np.random.Generator) -> np.ndarray:
+    """Resampled means of the flattened deltas: shape (2, B, K*P), [all sessions, non-converted sessions]."""
+    n = deltas.shape[0]
+    flat = deltas.reshape(n, -1)
+    non_converted = (y == 0).astype(np.float64)
+    out = []
+    for counts in _bootstrap_counts(n, n_bootstrap, rng):
+        all_means = counts @ flat / n
+        nc_counts = counts * non_converted
+        nc_means = nc_counts @ flat / np.maximum(nc_counts.sum(axis=1, keepdims=True), 1.0)
+        out.append(np.stack([all_means, nc_means]))
+    return np.concatenate(out, axis=1)
+
+
+def _what_if_rows(
+    deltas: np.ndarray, y: np.ndarray, boot: np.ndarray, kpis: tuple[str, ...], improvements: tuple[float, ...]
+) -> list[WhatIf]:
+    low, high = np.percentile(boot, [2.5, 97.5], axis=1)  # (2, K*P)
+    masks = {"all": np.ones(len(y), bool), "non_converted": y == 0}
+    rows = []
+    for m, population in enumerate(POPULATIONS):
+        means = deltas[masks[population]].mean(axis=0).reshape(-1)
+        for i, kpi in enumerate(kpis):
+            for j, pct in enumerate(improvements):
+                f = i * len(improvements) + j
+                rows.append(
+                    WhatIf(
+                        kpi,
+                        pct,
+                        population,
+                        int(masks[population].sum()),
+                        float(means[f]),
+                        float(low[m, f]),
+                        float(high[m, f]),
+                    )
+                )
+    return rows
+
+
+def _with_model_intervals(
+    rows: list[WhatIf],
+    boot: np.ndarray,
+    y: np.ndarray,
+    frame: pd.DataFrame,
+    refits: Sequence[Predict],
+    scenarios: _Scenarios,
+    refit_rows: int,
+    rng: np.random.Generator,
+) -> list[WhatIf]:
+    """Add ``model_ci_*``: estimate +- t(m-1) * sqrt(variance between refits + variance over sessions).
+
+    Each refitted model is scored on the same seeded subsample of sessions, so the spread between refits is the
+    model's (training data) uncertainty alone; the session bootstrap adds the holdout's sampling uncertainty.
+    With a handful of refits a percentile interval is too coarse, hence the t quantile on their standard error.
+    """
+    n = len(frame)
+    rows_idx = np.sort(rng.choice(n, size=min(n, refit_rows), replace=False))
+    sub = frame.iloc[rows_idx].reset_index(drop=True)
+    non_converted = y[rows_idx] == 0
+    per_refit = []
+    for refit in refits:
+        scored = bind_rows(refit, sub)
+        d = scenarios.deltas(scored, sub, scored({}))
+        per_refit.append(np.stack([d.mean(axis=0).reshape(-1), d[non_converted].mean(axis=0).reshape(-1)]))
+    model_var = np.var(np.stack(per_refit), axis=0, ddof=1)  # (2, K*P)
+    session_var = np.var(boot, axis=1, ddof=1)
+    half = stats.t.ppf(0.975, len(refits) - 1) * np.sqrt(model_var + session_var)
+    out = []
+    for row in rows:
+        m = POPULATIONS.index(row.population)
+        f = scenarios.kpis.index(row.kpi) * len(scenarios.improvements) + scenarios.improvements.index(row.improvement)
+        est = row.delta_conversion_rate
+        out.append(
+            WhatIf(
+                row.kpi,
+                row.improvement,
+                row.population,
+                row.sessions,
+                est,
+                row.ci_low,
+                row.ci_high,
+                float(est - half[m, f]),
+                float(est + half[m, f]),
+            )
+        )
+    return out
+
+
+def _flip_counts(
+    p0: np.ndarray, p1: np.ndarray, kpis: tuple[str, ...], headline: float, base_rate: float
+) -> tuple[FlipCount, ...]:
+    """0 -> 1 crossings per KPI (``p1``: (n, K) predictions after the improvement) at several thresholds."""
+    thresholds = {"default": headline}
+    thresholds |= {f"top {share:.0%}": float(np.quantile(p0, 1.0 - share)) for share in FLIP_TOP_SHARES}
+    thresholds |= {f"base rate ({base_rate:.1%})": float(np.quantile(p0, 1.0 - base_rate)), "0.5": 0.5}
+    out = []
+    for name, t in thresholds.items():
+        below = p0 < t
+        crossed = (below[:, None] & (p1 >= t)).sum(axis=0)
+        positive = int((~below).sum())
+        out.extend(FlipCount(k, name, t, int(crossed[i]), positive) for i, k in enumerate(kpis))
+    return tuple(out)
+
+
+def collinearity_r2(frame: pd.DataFrame, kpis: Sequence[str]) -> dict[str, float]:
+    """R² of each KPI regressed linearly on all the other KPIs (log1p scale for non-negative KPIs).
+
+    Near 1, the sessions hardly vary in that KPI with the others held fixed, so no model fitted on them can tell
+    its effect apart from theirs: its what-if and importance are then not attributable to it alone.
+    """
+    kpis = list(kpis)
+    values = frame[kpis].apply(pd.to_numeric, errors="coerce").astype("float64")
+    values = values.fillna(values.median())
+    x = values.to_numpy()
+    nonneg = (x >= 0).all(axis=0)
+    x[:, nonneg] = np.log1p(x[:, nonneg])
+    std = x.std(axis=0)
+    varying = std > 1e-12
+    out = dict.fromkeys(kpis, 0.0)
+    if varying.sum() < 2:
+        return out
+    z = (x[:, varying] - x[:, varying].mean(axis=0)) / std[varying]
+    precision = np.linalg.pinv(np.corrcoef(z, rowvar=False))
+    vif = np.diag(precision)  # variance inflation factor = 1 / (1 - R²)
+    for name, v in zip(np.asarray(kpis)[varying], vif, strict=True):
+        out[str(name)] = float(np.clip(1.0 - 1.0 / max(v, 1.0), 0.0, 1.0))
+    return out
+
+
+# --- the report ----------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Section:
+    heading: str
+    paragraphs: tuple[str, ...] = ()
+    table: pd.DataFrame | None = None
+    image: str | None = None  # file name in the report folder
+
+
+def write_report(
+    result: KpiImpactResult,
+    out_dir: Path,
+    title: str,
+    *,
+    calibration: Mapping[str, tuple[np.ndarray, np.ndarray]] | None = None,
+) -> dict[str, Path]:
+    """Write ``report.md``, ``report.html`` (images embedded), ``impact.json`` and the plots into ``out_dir``.
+
+    Args:
+        result: what :func:`analyze_kpi_impact` returned.
+        out_dir: created if needed; files of an earlier report are overwritten.
+        title: the report's heading.
+        calibration: curves for the reliability diagram, name -> (labels, probabilities)
+            [default: the analysed model on the holdout, ``{"model": (result.y_true, result.p)}``].
+
+    Returns:
+        name -> path: ``markdown``, ``html``, ``json`` and one entry per plot.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    curves = dict(calibration or {"model": (result.y_true, result.p)})
+    paths = {
+        "importance_plot": _plot_importance(result, out_dir / "importance.png"),
+        "what_if_plot": _plot_what_if(result, out_dir / "what_if.png"),
+        "flips_plot": _plot_flips(result, out_dir / "flips.png"),
+        "reliability_plot": _plot_reliability(curves, out_dir / "reliability.png"),
+    }
+    sections = _sections(result, curves)
+    paths["markdown"] = out_dir / "report.md"
+    paths["markdown"].write_text(_markdown(title, sections))
+    paths["html"] = out_dir / "report.html"
+    paths["html"].write_text(_html(title, sections, out_dir))
+    paths["json"] = out_dir / "impact.json"
+    paths["json"].write_text(json.dumps(_finite(result.to_dict()), indent=2) + "\n")
+    return paths
+
+
+def _fmt(value: float, digits: int = 1) -> str:
+    return "n/a" if value is None or not np.isfinite(value) else f"{value:+.{digits}f}"
+
+
+def _ci(low: float | None, high: float | None) -> str:
+    if low is None or high is None:
+        return ""
+    return f"[{PER_100K * low:+.1f}, {PER_100K * high:+.1f}]"
+
+
+def _sections(result: KpiImpactResult, curves: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> list[_Section]:
+    pct = f"{result.rank_at:.0%}"
+    has_model_ci = result.n_refits >= 2
+    top = result.ranking[0]
+    top_flips = {f.threshold_name: f.flips for f in result.flips if f.kpi == top}
+    named = [v for k, v in top_flips.items() if k.startswith("top ")]
+    expected_top = result.what_if_for(top).delta_conversion_rate * result.sessions
+    summary = (
+        f"{result.sessions:,} holdout sessions, {result.converted:,} converted (base rate {result.base_rate:.2%}, "
+        f"mean predicted {result.mean_prediction:.2%}). Expected-value what-if with {result.n_bootstrap} session "
+        f"resamples"
+        + (f" and {result.n_refits} refitted models" if has_model_ci else "")
+        + f"; permutation importance over {result.importance_repeats} repeats on "
+        f"{result.importance_rows:,} sessions; {result.seconds:.1f} s."
+    )
+    ranking = pd.DataFrame(
+        {
+            "rank": range(1, len(result.ranking) + 1),
+            "KPI": result.ranking,
+            "improve": [result.directions[k] for k in result.ranking],
+            f"Δ conversions /100k at {pct}": [_fmt(result.what_if_for(k).delta_per_100k) for k in result.ranking],
+            "95% CI, sessions": [
+                _ci(result.what_if_for(k).ci_low, result.what_if_for(k).ci_high) for k in result.ranking
+            ],
+            **(
+                {
+                    "95% CI, model + sessions": [
+                        _ci(result.what_if_for(k).model_ci_low, result.what_if_for(k).model_ci_high)
+                        for k in result.ranking
+                    ]
+                }
+                if has_model_ci
+                else {}
+            ),
+            "non-converted Δ /100k": [
+                _fmt(result.what_if_for(k, population="non_converted").delta_per_100k) for k in result.ranking
+            ],
+            "ROC-AUC drop": [_fmt(result.importance_for(k).roc_auc_drop, 4) for k in result.ranking],
+            "flips": [result.flips_for(k).flips for k in result.ranking],
+            "R² with other KPIs": [f"{result.collinearity_r2[k]:.2f}" for k in result.ranking],
+        }
+    )
+    collinear = [k for k in result.ranking if result.collinearity_r2[k] >= 0.9]
+    reading = [
+        f"Ranked by the change in expected conversions when the KPI alone improves by {pct} on every holdout "
+        "session (the model's prediction after minus before, averaged). The session interval holds the model "
+        "fixed: it says how well the holdout pins down this model's figure, not whether the model is right.",
+    ]
+    if has_model_ci:
+        reading.append(
+            "The model + sessions interval also refits the model on bootstrap resamples of its training rows: it "
+            "is the interval for the effect itself. A KPI whose interval contains 0 is not shown to matter."
+        )
+    else:
+        reading.append("No refitted models were given: model uncertainty is not in these intervals.")
+    if collinear:
+        reading.append(
+            f"R² ≥ 0.9 with the other KPIs ({', '.join(collinear)}): these move together in the data, so the model "
+            "cannot tell which of them conversion responds to; their individual figures and importances can trade "
+            "credit between them and are not attributable to one KPI."
+        )
+    by_pct = pd.DataFrame(
+        {
+            "KPI": list(result.ranking),
+            **{
+                f"{x:.0%}": [
+                    f"{_fmt(result.what_if_for(k, x).delta_per_100k)} {_ci(*result.what_if_for(k, x).interval)}"
+                    for k in result.ranking
+                ]
+                for x in result.improvements
+            },
+        }
+    )
+    by_pct_nc = pd.DataFrame(
+        {
+            "KPI": list(result.ranking),
+            **{
+                f"{x:.0%}": [
+                    f"{_fmt(result.what_if_for(k, x, 'non_converted').delta_per_100k)} "
+                    f"{_ci(*result.what_if_for(k, x, 'non_converted').interval)}"
+                    for k in result.ranking
+                ]
+                for x in result.improvements
+            },
+        }
+    )
+    importance = pd.DataFrame(
+        [
+            {
+                "KPI": r.kpi,
+                "ROC-AUC drop": f"{r.roc_auc_drop:+.4f} ± {r.roc_auc_drop_std:.4f}",
+                "log-loss increase": f"{r.log_loss_increase:+.5f} ± {r.log_loss_increase_std:.5f}",
+            }
+            for r in sorted(result.importance, key=lambda r: -np.nan_to_num(r.roc_auc_drop, nan=-np.inf))
+        ]
+    )
+    names = list(dict.fromkeys(f.threshold_name for f in result.flips))
+    flips = pd.DataFrame(
+        {
+            "KPI": list(result.ranking),
+            f"expected Δ conversions (this holdout, {pct})": [
+                f"{result.what_if_for(k).delta_conversion_rate * result.sessions:+.1f}" for k in result.ranking
+            ],
+            **{n: [result.flips_for(k, n).flips for k in result.ranking] for n in names},
+        }
+    )
+    thresholds = ", ".join(
+        f"{n} = {next(f.threshold for f in result.flips if f.threshold_name == n):.4f}" for n in names
+    )
+    spread = f"{min(named)}..{max(named)}" if named else "n/a"
+    ece = {name: expected_calibration_error(y, p) for name, (y, p) in curves.items()}
+    return [
+        _Section("Summary", (summary,)),
+        _Section(f"Ranking: {pct} improvement, all holdout sessions", tuple(reading), ranking, "what_if.png"),
+        _Section(
+            "What-if by improvement, all holdout sessions (Δ conversions per 100k sessions, 95% CI)",
+            (),
+            by_pct,
+        ),
+        _Section(
+            "What-if by improvement, non-converted holdout sessions",
+            (
+                "The same improvements applied to the sessions that did not convert: what the improvement would have "
+                "recovered among lost sessions, per 100k of them.",
+            ),
+            by_pct_nc,
+        ),
+        _Section(
+            "Permutation importance",
+            (
+                "Drop in ROC-AUC and increase in log loss when the KPI's values are shuffled across sessions (mean ± "
+                "standard deviation over repeats). Importance says what the model uses, not what an improvement "
+                "would change: a KPI the model needs to separate sessions can still have a small what-if.",
+            ),
+            importance,
+            "importance.png",
+        ),
+        _Section(
+            "The flip count (common practice) beside the expected value",
+            (
+                f"Sessions whose prediction crosses a threshold from below when the KPI improves by {pct}. "
+                f"Thresholds: {thresholds}. The headline threshold ({result.threshold:.4f}) is the "
+                f"{result.threshold_rule}.",
+                f"For {top}, the count runs {spread} between the top-10% and top-1% thresholds while the expected "
+                f"change is {expected_top:+.1f} converted sessions on this holdout at any threshold: the flip count is "
+                "a property of the threshold as much as of the KPI, and at 0.5 (the threshold accuracy uses) it is "
+                "usually 0. The expected-value figure does not depend on a threshold.",
+            ),
+            flips,
+            "flips.png",
+        ),
+        _Section(
+            "Calibration",
+            (
+                "The what-if is an expected value, so it is only as good as the probabilities: "
+                + "; ".join(f"{name}: ECE {v:.4f}" for name, v in ece.items())
+                + " (10 equal-width bins, as logged). The diagram bins sessions by deciles of the predicted "
+                "probability, because at a few percent conversion nearly every session falls in the first "
+                "equal-width bin.",
+            ),
+            None,
+            "reliability.png",
+        ),
+    ]
+
+
+def _markdown_table(table: pd.DataFrame) -> str:
+    cells = [[str(c) for c in table.columns], *[[str(v) for v in row] for row in table.itertuples(index=False)]]
+    lines = ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]
+    lines.insert(1, "|" + "|".join("---" for _ in table.columns) + "|")
+    return "\n".join(lines)
+
+
+def _markdown(title: str, sections: list[_Section]) -> str:
+    parts = [f"# {title}", ""]
+    for s in sections:
+        parts += [f"## {s.heading}", ""]
+        for paragraph in s.paragraphs:
+            parts += [paragraph, ""]
+        if s.image:
+            parts += [f"![{s.heading}]({s.image})", ""]
+        if s.table is not None:
+            parts += [_markdown_table(s.table), ""]
+    return "\n".join(parts)
+
+
+_CSS = (
+    "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
+    "table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 7px;"
+    "text-align:right}td:nth-child(-n+2),th{text-align:left}th{background:#f3f3f3}img{max-width:100%}"
+)
+
+
+def _html(title: str, sections: list[_Section], folder: Path) -> str:
+    parts = [
+        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+        f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"
+    ]
+    for s in sections:
+        parts.append(f"<h2>{html.escape(s.heading)}</h2>")
+        parts += [f"<p>{html.escape(p)}</p>" for p in s.paragraphs]
+        if s.image:
+            data = base64.b64encode((folder / s.image).read_bytes()).decode("ascii")
+            parts.append(f"<img alt='{html.escape(s.heading)}' src='data:image/png;base64,{data}'>")
+        if s.table is not None:
+            parts.append(s.table.to_html(index=False, escape=True, border=0))
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def _finite(obj: Any) -> Any:
+    """JSON without NaN (which is not JSON): non-finite floats become null."""
+    if isinstance(obj, float):
+        return obj if np.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+# --- plots (matplotlib's object API on the Agg canvas: no pyplot, no global backend switch) -------------------------
+def _figure(width: float, height: float) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=80, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _save(fig: Any, path: Path) -> Path:
+    fig.savefig(path, dpi=80)
+    return path
+
+
+def _plot_importance(result: KpiImpactResult, path: Path) -> Path:
+    order = [r for r in sorted(result.importance, key=lambda r: np.nan_to_num(r.roc_auc_drop, nan=-np.inf))]
+    fig = _figure(9, 1.5 + 0.22 * len(order))
+    ax_auc, ax_ll = fig.subplots(1, 2, sharey=True)
+    names = [r.kpi for r in order]
+    ax_auc.barh(names, [r.roc_auc_drop for r in order], xerr=[r.roc_auc_drop_std for r in order], color="#4c72b0")
+    ax_ll.barh(
+        names, [r.log_loss_increase for r in order], xerr=[r.log_loss_increase_std for r in order], color="#dd8452"
+    )
+    ax_auc.set_xlabel("ROC-AUC drop when shuffled")
+    ax_ll.set_xlabel("log-loss increase when shuffled")
+    for ax in (ax_auc, ax_ll):
+        ax.axvline(0, color="#555", lw=0.8)
+        ax.tick_params(labelsize=8)
+    fig.suptitle(f"Permutation importance ({result.importance_repeats} repeats)", fontsize=10)
+    return _save(fig, path)
+
+
+def _plot_what_if(result: KpiImpactResult, path: Path) -> Path:
+    fig = _figure(11, 1.5 + 0.22 * len(result.kpis))
+    ax_bar, ax_line = fig.subplots(1, 2, width_ratios=[3, 2])
+    order = list(reversed(result.ranking))
+    rows = [result.what_if_for(k) for k in order]
+    est = np.array([r.delta_per_100k for r in rows])
+    low = np.array([PER_100K * r.interval[0] for r in rows])
+    high = np.array([PER_100K * r.interval[1] for r in rows])
+    ax_bar.barh(order, est, xerr=[est - low, high - est], color="#55a868", ecolor="#333", capsize=2)
+    ax_bar.axvline(0, color="#555", lw=0.8)
+    kind = "model + sessions" if result.n_refits >= 2 else "sessions"
+    ax_bar.set_xlabel(f"Δ converted sessions per 100k at {result.rank_at:.0%} (95% CI, {kind})")
+    ax_bar.tick_params(labelsize=8)
+    xs = [100 * x for x in result.improvements]
+    for kpi in result.ranking[:6]:
+        series = [result.what_if_for(kpi, x) for x in result.improvements]
+        ys = [r.delta_per_100k for r in series]
+        ax_line.plot(xs, ys, marker="o", ms=3, label=kpi)
+        ax_line.fill_between(
+            xs, [PER_100K * r.interval[0] for r in series], [PER_100K * r.interval[1] for r in series], alpha=0.12
+        )
+    ax_line.set_xlabel("improvement of the KPI (%)")
+    ax_line.set_ylabel("Δ converted sessions per 100k")
+    ax_line.set_xticks(xs)
+    ax_line.legend(fontsize=7)
+    fig.suptitle("What-if: expected conversions gained when one KPI improves", fontsize=10)
+    return _save(fig, path)
+
+
+def _plot_flips(result: KpiImpactResult, path: Path) -> Path:
+    fig = _figure(7.5, 4)
+    ax = fig.subplots()
+    named = [n for n in dict.fromkeys(f.threshold_name for f in result.flips) if n.startswith("top ")]
+    for kpi in result.ranking[:5]:
+        rows = [result.flips_for(kpi, n) for n in named]
+        share = [100 * r.predicted_positive / result.sessions for r in rows]
+        (line,) = ax.plot(share, [r.flips for r in rows], marker="o", ms=3, label=f"{kpi}: flips")
+        expected = result.what_if_for(kpi).delta_conversion_rate * result.sessions
+        ax.axhline(expected, color=line.get_color(), ls="--", lw=0.9)
+    ax.set_xscale("log")
+    ax.set_xlabel("sessions predicted to convert at the threshold (% of holdout, log scale)")
+    ax.set_ylabel("sessions")
+    ax.set_title(f"0→1 flips at {result.rank_at:.0%} vs threshold; dashed: expected Δ conversions", fontsize=10)
+    ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
+def _plot_reliability(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: Path) -> Path:
+    from sklearn.calibration import calibration_curve
+
+    fig = _figure(5.5, 5)
+    ax, ax_hist = fig.subplots(2, 1, height_ratios=[3, 1], sharex=True)
+    top = 0.0
+    eces = []
+    for name, (y, p) in curves.items():
+        y, p = np.asarray(y, dtype=np.float64), np.asarray(p, dtype=np.float64)
+        observed, predicted = calibration_curve(y, p, n_bins=10, strategy="quantile")
+        ax.plot(predicted, observed, marker="o", ms=3, label=name)
+        ax_hist.hist(p, bins=50, histtype="step", label=name)
+        top = max(top, float(predicted.max()), float(observed.max()))
+        eces.append(f"{name} {expected_calibration_error(y, p):.4f}")
+    ax.plot([0, top * 1.05], [0, top * 1.05], color="#888", ls=":", lw=1)
+    ax.set_ylabel("observed conversion rate")
+    ax.legend(fontsize=7)
+    ax.set_title("Reliability (decile bins) — ECE " + ", ".join(eces), fontsize=9)
+    ax_hist.set_xlabel("predicted P(convert)")
+    ax_hist.set_ylabel("sessions")
+    ax_hist.set_xlim(0, top * 1.05)
+    ax_hist.tick_params(labelsize=7)
+    return _save(fig, path)
+
+
+# --- CLI -----------------------------------------------------------------------------------------------------------
+def main(argv: Sequence[str] | None = None) -> None:
+    """``python -m training.conversion.kpi_impact MODEL_URI HOLDOUT OUT_DIR``: analyse a logged conversion model."""
+    from feature_repo.contract.schema import KPI_NAMES
+    from training.shared import registry
+
+    parser = argparse.ArgumentParser(description=main.__doc__)
+    parser.add_argument("model_uri", help="models:/conversion/<version>, models:/conversion@champion or runs:/...")
+    parser.add_argument("holdout", type=Path, help="parquet of labelled sessions (a training run's holdout)")
+    parser.add_argument("out_dir", type=Path)
+    parser.add_argument("--label", default="converted")
+    parser.add_argument("--n-bootstrap", type=int, default=200)
+    parser.add_argument("--seed", type=int, default=7)
+    args = parser.parse_args(argv)
+    model = registry.load_model(args.model_uri)
+    holdout = pd.read_parquet(args.holdout)
+
+    def predict(frame: pd.DataFrame) -> np.ndarray:
+        return np.asarray(model.predict(registry.model_input(model, frame)), dtype=np.float64)
+
+    result = analyze_kpi_impact(
+        predict, holdout, KPI_NAMES, label=args.label, n_bootstrap=args.n_bootstrap, seed=args.seed
+    )
+    paths = write_report(result, args.out_dir, f"KPI impact of {args.model_uri}")
+    print(result.ranking_table().to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print("\n".join(str(p) for p in paths.values()))
+
+
+if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    main()

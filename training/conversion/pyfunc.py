@@ -1,0 +1,254 @@
+"""The conversion model as MLflow logs and serves it: preprocessing + MLP + the pyfunc wrapper, in one file.
+
+MLflow 3 saves this file *as code* with the model (models-from-code) and executes it when the model is loaded;
+pickled pyfunc models are refused on load by default since MLflow 3.x. So this module is self-contained on
+purpose: it imports numpy, pandas, torch and mlflow only, never the rest of the project, and a logged model
+carries the exact preprocessing and network code it was trained with. Training imports the same classes from
+here, so there is one implementation of the feature transform for training and serving (no skew).
+
+The fitted state travels as two artifacts of the logged model: ``preprocessing`` (JSON: columns, categories,
+means, standard deviations, network sizes) and ``weights`` (a torch ``state_dict``).
+"""
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pandas as pd
+import torch
+from mlflow.pyfunc import PythonModel, PythonModelContext
+from torch import nn
+
+UNKNOWN = "__unknown__"  # the one-hot bucket for categories not seen in training (and nulls)
+PREPROCESSING_ARTIFACT = "preprocessing"
+WEIGHTS_ARTIFACT = "weights"
+
+
+@dataclass(frozen=True)
+class ConversionPreprocessor:
+    """Raw feature columns -> float32 matrix, fitted on the training rows only.
+
+    * KPIs (non-negative, heavy-tailed): ``log1p``, then standardized; a missing value becomes the training mean.
+      Count KPIs (``count_columns``: errors, long tasks) are standardized as counts, without the log: an effect
+      per error is linear in the count, and ``log1p`` would bend a 5% change of a count of 1 into a 2.5% one.
+    * history columns (null means no history, e.g. anonymous): a 0/1 null indicator per column, then
+      ``log1p``, standardized, nulls filled with the training mean (0 after standardizing);
+    * categoricals: one-hot over the training categories plus an unknown bucket (unseen values and nulls);
+    * flags (``is_anonymous``): as 0/1.
+    """
+
+    kpi_columns: tuple[str, ...]
+    history_columns: tuple[str, ...]
+    flag_columns: tuple[str, ...]
+    categorical_columns: tuple[str, ...]
+    categories: tuple[tuple[str, ...], ...]  # per categorical column its training values; the unknown bucket follows
+    kpi_mean: tuple[float, ...]
+    kpi_std: tuple[float, ...]
+    history_mean: tuple[float, ...]
+    history_std: tuple[float, ...]
+    count_columns: tuple[str, ...] = ()  # the KPIs among kpi_columns that enter as counts, not log1p
+
+    @classmethod
+    def fit(
+        cls,
+        frame: pd.DataFrame,
+        kpi_columns: list[str],
+        history_columns: list[str],
+        flag_columns: list[str],
+        categorical_columns: list[str],
+        count_columns: list[str] | tuple[str, ...] = (),
+    ) -> "ConversionPreprocessor":
+        unknown = [c for c in count_columns if c not in kpi_columns]
+        if unknown:
+            raise KeyError(f"count column(s) {unknown} are not among the KPI columns")
+        kpi = _kpi_values(frame, kpi_columns, count_columns)
+        hist = _log1p(frame, history_columns)
+        return cls(
+            kpi_columns=tuple(kpi_columns),
+            history_columns=tuple(history_columns),
+            flag_columns=tuple(flag_columns),
+            categorical_columns=tuple(categorical_columns),
+            categories=tuple(
+                tuple(sorted(str(v) for v in frame[c].dropna().unique() if str(v) != UNKNOWN))
+                for c in categorical_columns
+            ),
+            kpi_mean=_nanmean(kpi),
+            kpi_std=_nanstd(kpi),
+            history_mean=_nanmean(hist),
+            history_std=_nanstd(hist),
+            count_columns=tuple(count_columns),
+        )
+
+    @property
+    def input_columns(self) -> list[str]:
+        """The raw columns the transform reads (history columns may be absent: absent means null)."""
+        return [*self.categorical_columns, *self.flag_columns, *self.kpi_columns, *self.history_columns]
+
+    @property
+    def required_columns(self) -> list[str]:
+        return [*self.categorical_columns, *self.flag_columns, *self.kpi_columns]
+
+    @property
+    def feature_names(self) -> list[str]:
+        """Names of the transformed matrix's columns, in order."""
+        return [
+            *(f"{c}={v}" for c, values in self._categorical() for v in (*values, UNKNOWN)),
+            *self.flag_columns,
+            *(c if c in self.count_columns else f"log1p_{c}" for c in self.kpi_columns),
+            *(f"log1p_{c}" for c in self.history_columns),
+            *(f"{c}_is_null" for c in self.history_columns),
+        ]
+
+    def transform(self, frame: pd.DataFrame) -> np.ndarray:
+        """The model's input matrix (rows of ``frame`` in order), float32."""
+        missing = [c for c in self.required_columns if c not in frame.columns]
+        if missing:
+            raise KeyError(f"conversion model input lacks column(s) {', '.join(missing)}")
+        n = len(frame)
+        blocks: list[np.ndarray] = []
+        for column, values in self._categorical():
+            codes = pd.Categorical(frame[column].astype("string"), categories=list(values)).codes.astype(np.int64)
+            codes[codes < 0] = len(values)  # unseen and null values share the unknown bucket
+            blocks.append(np.eye(len(values) + 1, dtype=np.float32)[codes])
+        for column in self.flag_columns:
+            blocks.append(_numeric(frame[column]).fillna(0.0).to_numpy(np.float32).reshape(n, 1))
+        kpi = _kpi_values(frame, self.kpi_columns, self.count_columns)
+        kpi = (kpi - np.asarray(self.kpi_mean)) / np.asarray(self.kpi_std)
+        blocks.append(np.nan_to_num(kpi, nan=0.0).astype(np.float32))
+        history = pd.DataFrame(
+            {c: frame[c] if c in frame.columns else np.nan for c in self.history_columns}, index=frame.index
+        )
+        hist = _log1p(history, list(self.history_columns))
+        scaled = (hist - np.asarray(self.history_mean)) / np.asarray(self.history_std)
+        blocks.append(np.nan_to_num(scaled, nan=0.0).astype(np.float32))
+        blocks.append(np.isnan(hist).astype(np.float32))
+        return np.concatenate(blocks, axis=1) if blocks else np.zeros((n, 0), np.float32)
+
+    def _categorical(self) -> list[tuple[str, tuple[str, ...]]]:
+        return list(zip(self.categorical_columns, self.categories, strict=True))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready state. Column order is the matrix layout, so it lives in lists, never in mapping keys."""
+        return {k: [list(x) if isinstance(x, tuple) else x for x in v] for k, v in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "ConversionPreprocessor":
+        fields = {k: tuple(v) for k, v in data.items() if k != "categories"}
+        return cls(categories=tuple(tuple(v) for v in data["categories"]), **fields)
+
+
+def _numeric(series: pd.Series) -> pd.Series:
+    return pd.to_numeric(series, errors="coerce").astype("float64")
+
+
+def _log1p(frame: pd.DataFrame, columns: list[str]) -> np.ndarray:
+    if not columns:
+        return np.zeros((len(frame), 0))
+    values = np.column_stack([_numeric(frame[c]).to_numpy() for c in columns])
+    return np.log1p(np.clip(values, 0.0, None))
+
+
+def _kpi_values(frame: pd.DataFrame, kpi_columns, count_columns) -> np.ndarray:
+    """The KPI block before standardizing: ``log1p`` of each KPI, the count KPIs as they are (negatives clipped)."""
+    values = _log1p(frame, list(kpi_columns))
+    for i, column in enumerate(kpi_columns):
+        if column in count_columns:
+            values[:, i] = np.clip(_numeric(frame[column]).to_numpy(), 0.0, None)
+    return values
+
+
+def _nanmean(values: np.ndarray) -> tuple[float, ...]:
+    means = []
+    for col in values.T:
+        finite = col[~np.isnan(col)]
+        means.append(float(finite.mean()) if len(finite) else 0.0)
+    return tuple(means)
+
+
+def _nanstd(values: np.ndarray) -> tuple[float, ...]:
+    stds = []
+    for col in values.T:
+        finite = col[~np.isnan(col)]
+        std = float(finite.std()) if len(finite) > 1 else 0.0
+        stds.append(std if std > 1e-8 and math.isfinite(std) else 1.0)  # constant columns stay 0 after scaling
+    return tuple(stds)
+
+
+class ConversionMLP(nn.Module):
+    """Feed-forward network: [Linear -> ReLU -> Dropout] per hidden size, then one logit per row."""
+
+    def __init__(self, n_features: int, hidden_sizes: list[int], dropout: float = 0.0) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = n_features
+        for size in hidden_sizes:
+            layers += [nn.Linear(width, size), nn.ReLU(), nn.Dropout(dropout)]
+            width = size
+        layers.append(nn.Linear(width, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).squeeze(-1)
+
+
+@torch.no_grad()
+def predict_proba(
+    module: nn.Module, preprocessor: ConversionPreprocessor, frame: pd.DataFrame, batch_size: int = 65536
+) -> np.ndarray:
+    """P(convert) per row of ``frame`` (raw feature columns), computed on the module's device."""
+    module.eval()
+    device = next(module.parameters()).device
+    x = torch.from_numpy(preprocessor.transform(frame))
+    out = [torch.sigmoid(module(x[i : i + batch_size].to(device))).cpu() for i in range(0, len(x), batch_size)]
+    return torch.cat(out).numpy().astype(np.float64) if out else np.zeros(0)
+
+
+def save_model_files(
+    folder: Path, preprocessor: ConversionPreprocessor, module: ConversionMLP, hidden_sizes: list[int], dropout: float
+) -> dict[str, str]:
+    """Write the fitted state; returns the ``artifacts`` mapping for ``mlflow.pyfunc.log_model``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    spec = {
+        "preprocessor": preprocessor.to_dict(),
+        "network": {"n_features": len(preprocessor.feature_names), "hidden_sizes": hidden_sizes, "dropout": dropout},
+    }
+    spec_path, weights_path = folder / "preprocessing.json", folder / "weights.pt"
+    spec_path.write_text(json.dumps(spec, indent=2, sort_keys=True))
+    torch.save({k: v.detach().cpu() for k, v in module.state_dict().items()}, weights_path)
+    return {PREPROCESSING_ARTIFACT: str(spec_path), WEIGHTS_ARTIFACT: str(weights_path)}
+
+
+def load_model_files(spec_path: str, weights_path: str) -> tuple[ConversionPreprocessor, ConversionMLP]:
+    spec = json.loads(Path(spec_path).read_text())
+    preprocessor = ConversionPreprocessor.from_dict(spec["preprocessor"])
+    net = spec["network"]
+    module = ConversionMLP(net["n_features"], list(net["hidden_sizes"]), float(net["dropout"]))
+    module.load_state_dict(torch.load(weights_path, map_location="cpu", weights_only=True))
+    module.eval()
+    return preprocessor, module
+
+
+class ConversionPyfunc(PythonModel):
+    """MLflow pyfunc: a pandas DataFrame of raw feature columns in, P(convert) per row out (float64 array)."""
+
+    def load_context(self, context: PythonModelContext) -> None:
+        self.preprocessor, self.module = load_model_files(
+            context.artifacts[PREPROCESSING_ARTIFACT], context.artifacts[WEIGHTS_ARTIFACT]
+        )
+
+    def predict(
+        self, context: PythonModelContext, model_input: pd.DataFrame, params: dict[str, Any] | None = None
+    ) -> np.ndarray:
+        if not isinstance(model_input, pd.DataFrame):
+            model_input = pd.DataFrame(model_input)
+        return predict_proba(self.module, self.preprocessor, model_input)
+
+
+# MLflow executes this file under a module name of its own when it logs or loads the model; importing it as part
+# of the package (training does) only defines the classes above.
+if __name__ != "training.conversion.pyfunc":
+    mlflow.models.set_model(ConversionPyfunc())

@@ -1,0 +1,1 @@
+"""The recommendation model: softmax matrix factorisation with popularity and category fallbacks."""
