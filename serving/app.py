@@ -26,7 +26,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from config.settings import Settings, get_settings
 from serving.champions import Champions, ChampionSlot, NoChampion, Prepare
 from serving.context import ServingContext
-from serving.endpoints import conversion, operations, pricing, promotion, ranking, recommendation
+from serving.endpoints import operations
 from serving.features import OnlineFeatures
 from serving.metrics import ServingMetrics
 from serving.prediction_log import PredictionLog, prediction_log_root
@@ -36,14 +36,19 @@ log = logging.getLogger(__name__)
 API_VERSION = "v1"
 THREAD_POOL = 8  # threads for the sync endpoints (feature reads and model calls)
 
-# model name -> (prepare hook run once per loaded version, router factory)
-SERVED_MODELS: dict[str, tuple[Prepare | None, Callable[[ServingContext], Any]]] = {
-    conversion.MODEL: (conversion.prepare_conversion, conversion.router),
-    ranking.MODEL: (ranking.prepare_ranking, ranking.router),
-    recommendation.MODEL: (None, recommendation.router),
-    promotion.MODEL: (None, promotion.router),
-    pricing.MODEL: (None, pricing.router),
-}
+
+
+def served_models() -> dict[str, tuple[Prepare | None, Callable[[ServingContext], Any]]]:
+    """Model name -> (prepare hook run once per loaded version, router factory), for every enabled model with an
+    endpoint: the serving adapter each model package declares in the one model registry."""
+    from training.shared.model_registry import enabled_models, function, model_specs, resolve
+
+    specs = model_specs()
+    return {
+        name: (function(specs[name].serving_prepare), resolve(specs[name].serving_router))
+        for name in enabled_models()
+        if specs[name].serving_router is not None
+    }
 
 
 class LatencyMiddleware:
@@ -89,11 +94,16 @@ def one_thread_per_request() -> None:
 
 
 def create_app(settings: Settings | None = None, *, models: tuple[str, ...] | None = None) -> FastAPI:
-    """The serving app for ``settings`` (default: the environment's) and ``models`` (default: every served one)."""
+    """The serving app for ``settings`` (default: the environment's) and ``models`` (default: every enabled model
+    with an endpoint)."""
     settings = settings or get_settings()
     metrics = ServingMetrics()
-    names = tuple(SERVED_MODELS) if models is None else models
-    slots = {name: ChampionSlot(name, metrics, SERVED_MODELS[name][0]) for name in names}
+    served = served_models()
+    names = tuple(served) if models is None else models
+    unknown = [name for name in names if name not in served]
+    if unknown:
+        raise KeyError(f"no served model {', '.join(unknown)}; enabled with an endpoint: {', '.join(served)}")
+    slots = {name: ChampionSlot(name, metrics, served[name][0]) for name in names}
     ctx = ServingContext(
         settings=settings,
         metrics=metrics,
@@ -149,5 +159,5 @@ def create_app(settings: Settings | None = None, *, models: tuple[str, ...] | No
 
     app.include_router(operations.router(ctx))
     for name in names:
-        app.include_router(SERVED_MODELS[name][1](ctx))
+        app.include_router(served[name][1](ctx))
     return app

@@ -1,6 +1,11 @@
-"""The models the nightly DAG trains, one task group each. Only names: their config lives in config/models.yaml."""
+"""The models the nightly DAG trains, one task group each: the enabled models of the one model registry.
+
+``training.shared.model_registry`` reads them from config/models.yaml (``enabled: false`` removes one) without
+importing any model's code, so the DAG file stays cheap to parse.
+"""
 
 from __future__ import annotations
 
-# conversion lands first; ranking, recommendation, elasticity and promotion join with their issues.
-TRAINED_MODELS: tuple[str, ...] = ("conversion", "recommendation", "promotion", "ranking", "elasticity")
+from training.shared.model_registry import enabled_models
+
+TRAINED_MODELS: tuple[str, ...] = enabled_models()

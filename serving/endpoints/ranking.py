@@ -8,8 +8,9 @@ One online read of ``product_ranking`` for every product of the list. The object
 * ``expected_revenue``: ``p * g(price)``, p = the product's position-debiased purchase rate from the online store
   (the ranking model's purchase classifier is not part of the logged model), g = identity or ln.
 
-Relevance and the re-rankers are the logged model's own code (``training/ranking/pyfunc.py``, executed by MLflow
-on load), reached through ``unwrap_python_model()``, so serving and training share one implementation.
+Relevance and the re-rankers are ``training/ranking/pyfunc.py``'s functions, the ones training evaluates with,
+applied to the logged model's state (its network, preprocessor and alpha, through ``unwrap_python_model()``): one
+implementation for serving and training, and no reach into the module MLflow executed on load.
 
 Fallbacks: products the online store does not know (no features) keep their request order after the known ones
 (``known: false``); when the store is down the list keeps the request order (``fallback: online_store_unavailable``).
@@ -17,7 +18,6 @@ Fallbacks: products the online store does not know (no features) keep their requ
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -39,13 +39,14 @@ P_PURCHASE = "purchase_rate_debiased"
 
 
 def prepare_ranking(model: PyFuncModel, run_id: str) -> Mapping[str, Any]:
-    """The logged model's relevance function and re-rankers (None where this version does not expose them)."""
+    """The ranking code and the loaded version's state it scores with (code None: the version does not expose its
+    network and preprocessor, so only its own ``predict`` can serve it)."""
+    from training.ranking import pyfunc as ranking_code
+
     inner = model.unwrap_python_model()
-    code = sys.modules.get(type(inner).__module__)
-    needed = ("relevance_scores", "hybrid_sort_key", "expected_revenue_key")
-    if code is None or not all(hasattr(code, n) for n in needed) or not hasattr(inner, "preprocessor"):
+    if not all(hasattr(inner, state) for state in ("module", "preprocessor", "alpha")):
         return {"code": None, "alpha": getattr(inner, "alpha", None)}
-    return {"code": code, "inner": inner, "alpha": float(inner.alpha)}
+    return {"code": ranking_code, "inner": inner, "alpha": float(inner.alpha)}
 
 
 def router(ctx: ServingContext) -> APIRouter:

@@ -84,3 +84,27 @@ def test_training_prepares_the_shared_stores_before_any_model_task(dag_bag) -> N
     assert {t.task_id.split(".")[0] for t in model_tasks} == set(TRAINED_MODELS)
     for task in model_tasks:
         assert "prepare_stores" in task.get_flat_relative_ids(upstream=True), task.task_id
+
+
+def test_a_disabled_model_has_no_task_group_in_the_training_dag(tmp_path: Path) -> None:
+    """``enabled: false`` in config/models.yaml removes the model from the nightly (parsed in a fresh process)."""
+    import json
+    import os
+
+    import yaml
+
+    config = yaml.safe_load((DAGS_FOLDER.parent / "config" / "models.yaml").read_text())
+    config["models"]["promotion"]["enabled"] = False
+    (tmp_path / "models.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    probe = (
+        "import json\nfrom airflow.dag_processing.dagbag import DagBag\n"
+        f"bag = DagBag(dag_folder={str(DAGS_FOLDER / 'storefront_training.py')!r})\n"
+        "print(json.dumps({'errors': list(bag.import_errors), "
+        "'groups': sorted({t.task_id.split('.')[0] for t in bag.dags['storefront_training'].tasks})}))\n"
+    )
+    env = {**os.environ, "STOREFRONT_MODELS_CONFIG": str(tmp_path / "models.yaml")}
+    out = subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["errors"] == []
+    assert seen["groups"] == ["conversion", "elasticity", "prepare_stores", "ranking", "recommendation", "resolve_date"]

@@ -287,7 +287,7 @@ def train_elasticity(
     try:
         estimate = estimate_elasticities(split.train, estimator_config(cfg))
     except NoElasticity as err:  # too little demand in the window (a new or tiny shop): skip, keep the champion
-        from training.shared.pipeline import NothingToTrain
+        from training.shared.results import NothingToTrain
 
         raise NothingToTrain(f"elasticity {day}: {err}") from None
     model = estimate.model

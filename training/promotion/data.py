@@ -58,7 +58,7 @@ def offer_outcome_rows(day: dt.date, *, raw_root: Path | None = None) -> pd.Data
     range (an offer date's rows do not depend on which run dates or other offer dates the job covered).
     """
     from feature_repo.features.promotion_outcomes import offer_outcomes, outcome_days
-    from training.shared.pipeline import NothingToTrain
+    from training.shared.results import NothingToTrain
 
     model = get_models_config().model(MODEL_NAME)
     config = promotion_config()
