@@ -9,9 +9,10 @@ date, which schedules the nightly training DAG.
 
 Every task reads and writes partitions of its date only: re-running or backfilling a date gives the same result.
 The `history_from` param makes one run cover every date from it up to the run's date (the initial history
-load: one Spark session, one materialization); the `tables` param limits a run to some feature tables (a model
-whose training window is longer than the others' needs only its own tables that far back). Logic lives in
-`feature_repo`; this file only wires it.
+load: one Spark session, one materialization); `table_history_from` lets some tables reach further back than
+`history_from` (a model whose training window is longer than the others' needs only its own tables that far
+back: `{"customer_history": "2026-01-01"}`), and each raw table is validated over the dates its readers need;
+the `tables` param limits a run to some feature tables. Logic lives in `feature_repo`; this file only wires it.
 """
 
 from __future__ import annotations
@@ -43,31 +44,43 @@ DEFAULT_ARGS = default_args(retry_delay=dt.timedelta(minutes=2))
                               description="Initial history load: also process every date from this one"),
         "tables": Param(None, type=["null", "array"], items={"type": "string"},
                         description="Build only these feature tables (and check only the raw tables they read)"),
+        "table_history_from": Param(None, type=["null", "object"], additionalProperties={"type": "string"},
+                                    description="History load: feature table -> an earlier first date for it"),
     },
 )
 def storefront_features():
-    @task
-    def validate_raw_events(**context) -> list[str]:
-        from feature_repo.expectations.validate import validate_days
-        from feature_repo.features.jobs import raw_tables_read
+    def _dates(plan: dict[str, list[str]]) -> dict[str, list[dt.date]]:
+        return {name: [dt.date.fromisoformat(d) for d in days] for name, days in plan.items()}
 
+    @task
+    def validate_raw_events(**context) -> dict[str, list[str]]:
+        """Validate what the builds will read; returns the run's plan: feature table -> its dates."""
+        from feature_repo.expectations.config import dataset_names
+        from feature_repo.expectations.validate import validate_table_days
+        from feature_repo.features.jobs import raw_table_days, table_days
+
+        params = context["params"]
+        reach_back = {name: dt.date.fromisoformat(d) for name, d in (params.get("table_history_from") or {}).items()}
         days = run_days(context)
-        tables = context["params"].get("tables")
-        validate_days("raw", days, tables=raw_tables_read(tables) if tables else None)
-        return [d.isoformat() for d in days]
+        plan = table_days(days, params.get("tables"), reach_back)
+        reads = raw_table_days(plan)
+        if not params.get("tables"):  # a full run gates every raw table (the A/B readouts read the others)
+            reads = {name: reads.get(name, days) for name in dataset_names("raw")}
+        validate_table_days("raw", reads)
+        return {name: [d.isoformat() for d in days] for name, days in plan.items()}
 
     @task
-    def build_features(days: list[str], **context) -> dict[str, list[str]]:
-        from feature_repo.features.jobs import build_features_for_days
+    def build_features(plan: dict[str, list[str]]) -> dict[str, list[str]]:
+        from feature_repo.features.jobs import build_features_for_table_days
 
-        return build_features_for_days([dt.date.fromisoformat(d) for d in days], context["params"].get("tables"))
+        return build_features_for_table_days(_dates(plan))
 
     @task
-    def validate_features(days: list[str], partitions: dict[str, list[str]]) -> list[str]:
-        from feature_repo.expectations.validate import validate_days
+    def validate_features(plan: dict[str, list[str]], partitions: dict[str, list[str]]) -> list[str]:
+        from feature_repo.expectations.validate import validate_table_days
 
-        validate_days("features", [dt.date.fromisoformat(d) for d in days], tables=sorted(partitions))
-        return days
+        validate_table_days("features", {name: days for name, days in _dates(plan).items() if name in partitions})
+        return sorted({d for days in plan.values() for d in days})
 
     @task
     def feast_apply(days: list[str]) -> list[str]:
@@ -79,12 +92,12 @@ def storefront_features():
     def materialize_online_store(days: list[str], applied: list[str], **context) -> list[str]:
         from feature_repo.store import materialize_days
 
-        materialize_days([dt.date.fromisoformat(d) for d in days])
+        materialize_days([dt.date.fromisoformat(d) for d in days])  # once, oldest to newest: the newest wins
         context["outlet_events"][DAILY_FEATURES].extra = {"date": days[-1], "dates": days}
         return days
 
-    days = validate_raw_events()
-    validated = validate_features(days, build_features(days))
+    plan = validate_raw_events()
+    validated = validate_features(plan, build_features(plan))
     materialize_online_store(validated, feast_apply(validated))
 
 

@@ -4,7 +4,8 @@
    last nights so the drift report has something to find;
 2. prepare Airflow's metadata database (SQLite) and parse the DAGs;
 3. the initial history load: one run of the features DAG that covers the training window before the first
-   night (``history_from``), so the first training set has the features of every session it holds;
+   night (``history_from``), so the first training set has the features of every session it holds; the tables of
+   the models with longer windows reach further back in the same run (``table_history_from``);
 4. for each of the last ``nights`` dates: ``airflow dags test`` of the features DAG, then of the training DAG;
    after the last night, the A/B readouts DAG;
 5. a summary: what ran, how long each stage took (from Airflow's own task records), which version of each model
@@ -131,12 +132,14 @@ def run_main_job(
     windows = {m: models_config.model(m).training_window_days for m in TRAINED_MODELS}
     base_window = min(windows.values())
     history_from = max(start, first_night - dt.timedelta(days=base_window))
-    # Models with a longer window need only their own tables that far back: one limited history run each.
-    long_history = [
-        (max(start, first_night - dt.timedelta(days=windows[m])), LONG_WINDOW_TABLES[m])
-        for m in sorted(windows, key=lambda m: -windows[m])
-        if windows[m] > base_window and m in LONG_WINDOW_TABLES
-    ]
+    # Models with a longer window need only their own tables that far back: the same run reaches further back
+    # for those tables alone (each table's earliest date over the models that read it).
+    reach_back: dict[str, dt.date] = {}
+    for model, tables in LONG_WINDOW_TABLES.items():
+        if model in windows and windows[model] > base_window:
+            long_from = max(start, first_night - dt.timedelta(days=windows[model]))
+            for table in tables:
+                reach_back[table] = min(reach_back.get(table, long_from), long_from)
     if max(start, first_night - dt.timedelta(days=max(windows.values()))) == start:
         log.warning("the simulated range starts inside a training window: early nights train on less history")
 
@@ -157,20 +160,19 @@ def run_main_job(
                      lambda on_line: run_airflow(args, env=env, log_file=log_file, on_line=on_line), log_file))
 
     def features(day: dt.date, conf: dict, kind: str) -> None:
+        reach = conf.get("table_history_from", {})
         what = f" (history from {conf['history_from']}" if "history_from" in conf else ""
-        what += (f", {', '.join(conf['tables'])} only)" if "tables" in conf else ")") if what else ""
-        log_name = "_".join(["features", day.isoformat(), *conf.get("tables", [])])
-        dag_test(f"features DAG {day}{what}", kind, "storefront_features", day, log_name, conf)
+        what += "".join(f", {table} from {first}" for table, first in sorted(reach.items()))
+        what += ")" if what else ""
+        dag_test(f"features DAG {day}{what}", kind, "storefront_features", day, f"features_{day.isoformat()}", conf)
 
-    # Every table first (this writes each feature table's folder, which Feast's apply and materialize read), then
-    # the older dates of the longer windows, only for the tables that read that far back.
+    # One run for the whole history (every table's folder exists after it, which Feast's apply and materialize
+    # read), materialized once, oldest to newest: the online store ends with the newest values.
     last_history_day = first_night - dt.timedelta(days=1)
     if last_history_day >= history_from:
-        features(last_history_day, {"history_from": history_from.isoformat()}, "history")
-    for long_from, tables in long_history:
-        long_to = history_from - dt.timedelta(days=1)
-        if long_to >= long_from:
-            features(long_to, {"history_from": long_from.isoformat(), "tables": list(tables)}, "history")
+        reach = {table: first.isoformat() for table, first in sorted(reach_back.items()) if first < history_from}
+        conf = {"history_from": history_from.isoformat(), **({"table_history_from": reach} if reach else {})}
+        features(last_history_day, conf, "history")
     for i in range(nights):
         day = first_night + dt.timedelta(days=i)
         features(day, {}, "features")

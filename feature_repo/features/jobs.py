@@ -24,7 +24,7 @@ import argparse
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -112,6 +112,49 @@ def build_features(
     return {name: folders[0] for name, folders in written.items()}
 
 
+def table_days(
+    days: list[dt.date],
+    tables: list[str] | None = None,
+    reach_back: Mapping[str, dt.date] | None = None,
+) -> dict[str, list[dt.date]]:
+    """The dates of each feature table a run builds: ``days`` for every table in ``tables`` (default: all), and
+    for a table in ``reach_back`` every date from its own first date up to the last of ``days``.
+
+    The initial history load in one run: the tables of a model with a longer training window than the others
+    (promotion's customer history, elasticity's product demand) start further back; the others do not pay for it.
+    """
+    names = _checked_names(tables)
+    if not days:
+        raise ValueError("no dates to build")
+    reach_back = dict(reach_back or {})
+    unknown = sorted(set(reach_back) - set(names))
+    if unknown:
+        raise ValueError(f"reach-back date(s) for table(s) {unknown} that this run does not build ({', '.join(names)})")
+    from feature_repo.features.state import date_range
+
+    last = max(days)
+    plan = {}
+    for name in names:
+        first = reach_back.get(name)
+        if first is not None and first > last:
+            raise ValueError(f"{name}: reach-back date {first} is after the run's last date {last}")
+        plan[name] = sorted(set(days) | set(date_range(first, last) if first is not None else []))
+    return plan
+
+
+def raw_table_days(plan: Mapping[str, list[dt.date]]) -> dict[str, list[dt.date]]:
+    """The raw partitions the builds of ``plan`` (feature table -> dates) read: raw table -> dates, sorted.
+
+    What the raw gate checks before the builds run: each raw table over the union of its readers' dates.
+    """
+    builds = _feature_builds()
+    reads: dict[str, set[dt.date]] = {}
+    for name, days in plan.items():
+        for raw in builds[name].raw_tables:
+            reads.setdefault(raw, set()).update(days)
+    return {raw: sorted(reads[raw]) for raw in sorted(reads)}
+
+
 def build_features_for_days(
     days: list[dt.date],
     tables: list[str] | None = None,
@@ -126,31 +169,44 @@ def build_features_for_days(
     from re-reading the history for every date. Returns table -> the folders written, oldest first. Every
     input is checked before Spark starts, so a gap anywhere fails the whole run before anything is written.
     """
+    if not days:
+        raise ValueError("no dates to build")
+    return build_features_for_table_days(table_days(days, tables), raw_root=raw_root, features_root=features_root)
+
+
+def build_features_for_table_days(
+    plan: Mapping[str, list[dt.date]],
+    *,
+    raw_root: Path | None = None,
+    features_root: Path | None = None,
+) -> dict[str, list[str]]:
+    """:func:`build_features_for_days` with each table's own dates (``table_days``), in one Spark session."""
     from config.settings import get_settings
     from feature_repo.features.spark_session import spark_session
     from feature_repo.features.state import consecutive_runs
 
     builds = _feature_builds()
-    names = _checked_names(tables)
-    if not days:
+    names = _checked_names(list(plan))
+    if not any(plan.values()):
         raise ValueError("no dates to build")
-    runs = consecutive_runs(days)
+    runs = {name: consecutive_runs(plan[name]) for name in names if plan[name]}
     settings = get_settings()
     raw_root = Path(raw_root) if raw_root is not None else settings.raw_root
     features_root = Path(features_root) if features_root is not None else settings.features_root
 
-    for run in runs:
-        for name in names:
+    for name, table_runs in runs.items():
+        for run in table_runs:
             for raw_table, read in builds[name].plan(raw_root, features_root, run).items():
                 span = f"{read[0]}..{read[-1]}" if read else "none"
                 log.info("%s %s..%s reads %s: %d partition(s) %s", name, run[0], run[-1], raw_table, len(read), span)
 
-    written: dict[str, list[str]] = {name: [] for name in names}
-    first, last = runs[0][0], runs[-1][-1]
+    written: dict[str, list[str]] = {name: [] for name in runs}
+    first = min(run[0] for table_runs in runs.values() for run in table_runs)
+    last = max(run[-1] for table_runs in runs.values() for run in table_runs)
     app_name = f"build-features-{first}" + (f"..{last}" if last != first else "")
     with spark_session(app_name) as spark:
-        for run in runs:
-            for name in names:
+        for name, table_runs in runs.items():
+            for run in table_runs:
                 began = time.perf_counter()
                 folders = builds[name].build(spark, raw_root, features_root, run)
                 rows = sum(check_feature_partition(features_root, name, day) for day in run)

@@ -88,15 +88,23 @@ def _feature_rows(table: str, day: dt.date):
 
 def test_history_load_and_a_nightly_features_run(pipeline: Path) -> None:
     history_to = NIGHT - dt.timedelta(days=1)
-    run = _run("storefront_features", history_to, {"history_from": (NIGHT - dt.timedelta(days=14)).isoformat()})
+    history_from, long_from = NIGHT - dt.timedelta(days=14), NIGHT - dt.timedelta(days=18)
+    # one run: every table from history_from, customer_history (a longer window's table) from further back
+    conf = {"history_from": history_from.isoformat(), "table_history_from": {"customer_history": long_from.isoformat()}}
+    run = _run("storefront_features", history_to, conf)
     assert run.state == "success"
     run = _run("storefront_features", NIGHT)
     assert run.state == "success"
     from config import get_settings
 
     root = get_settings().features_root
-    built = sorted(p.name for p in (root / "customer_history").iterdir())
-    assert built[0] == f"dt={(NIGHT - dt.timedelta(days=14)).isoformat()}" and built[-1] == f"dt={NIGHT.isoformat()}"
+
+    def built(table: str) -> list[str]:
+        return sorted(p.name for p in (root / table).iterdir() if p.name.startswith("dt="))
+
+    assert built("customer_history")[0] == f"dt={long_from}" and built("customer_history")[-1] == f"dt={NIGHT}"
+    assert built("session_kpis")[0] == f"dt={history_from}" and built("session_kpis")[-1] == f"dt={NIGHT}"
+    assert len(built("customer_history")) == 19 and len(built("session_kpis")) == 15
     sessions = _feature_rows("session_kpis", NIGHT)
     assert sessions.num_rows > 50
     assert (get_settings().reports / "data_docs" / "index.html").is_file()
