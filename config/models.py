@@ -130,7 +130,7 @@ class RankingConfig(_Strict):
 
 
 class PricingGuardrails(_Strict):
-    """Limits on a recommended price (``training/elasticity/price_recommendation.py``), in the order they are applied."""
+    """Limits on a recommended price (``training/elasticity/price_recommendation.py``), in the order applied."""
 
     max_change: float = Field(0.10, gt=0, lt=1, description="Largest relative move from the current price per step")
     min_margin: float = Field(

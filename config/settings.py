@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     device: Literal["auto", "cpu", "cuda", "hpu"] = Field(
         "auto", description="Training device; auto picks hpu, then cuda, then cpu"
     )
+    training_queue: Literal["cpu", "cuda", "hpu"] = Field(
+        "cpu", description="Celery queue of the training tasks: the workers with that accelerator listen on it"
+    )
     # --- serving (serving/) ----------------------------------------------------------------------------------------
     serving_host: str = Field("127.0.0.1", description="Address the serving API listens on")
     serving_port: int = Field(8000, ge=1, le=65535, description="Port of the serving API")

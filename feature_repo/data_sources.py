@@ -4,20 +4,18 @@ Each table lives at ``<features_root>/<table>/dt=YYYY-MM-DD/part-*.parquet`` (pl
 ``.crc`` files). The source points at the table folder itself: both Dask (embedded) and Spark (production) read
 it as a hive-partitioned dataset and skip files whose names start with ``_`` or ``.``.
 
-``feature_repo/store.py`` sets the two variables read here from ``config.settings``: ``STOREFRONT_FEATURES_ROOT``
-(absolute) and ``STOREFRONT_PROFILE`` (embedded -> FileSource, production -> SparkSource).
+Both the root and the source kind come from ``config.settings`` (``features_root``, absolute; ``profile``:
+embedded -> FileSource, production -> SparkSource), so ``feast apply`` resolves them the same from any folder.
 """
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 from feast.data_format import ParquetFormat
 from feast.data_source import DataSource
 from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
 from feast.infra.offline_stores.file_source import FileSource
 
+from config.settings import get_settings
 from feature_repo.features.tables import (
     CUSTOMER_HISTORY,
     CUSTOMER_PRODUCT_INTERACTIONS,
@@ -28,27 +26,15 @@ from feature_repo.features.tables import (
     FeatureTable,
 )
 
-FEATURES_ROOT_ENV = "STOREFRONT_FEATURES_ROOT"
-PROFILE_ENV = "STOREFRONT_PROFILE"
 PARTITION_COLUMN = "dt"  # the hive partition folder of each run date (dt=YYYY-MM-DD)
-
-
-def features_root() -> Path:
-    """The absolute features root; set by store.py so `feast apply` never resolves it against its own cwd."""
-    root = os.environ.get(FEATURES_ROOT_ENV)
-    if not root:
-        raise RuntimeError(
-            f"{FEATURES_ROOT_ENV} is not set: load the Feast repo through feature_repo.store "
-            f"(python -m feature_repo.store apply), which sets it from config.settings"
-        )
-    return Path(root)
 
 
 def _source(table: FeatureTable, description: str) -> DataSource:
     """The batch source of ``table``: a FileSource in the embedded profile, a SparkSource in production."""
-    path = str(features_root() / table.name)
+    settings = get_settings()
+    path = str(settings.features_root / table.name)  # absolute: the settings resolve it
     name = f"{table.name}_source"
-    if os.environ.get(PROFILE_ENV, "embedded") == "production":
+    if settings.profile == "production":
         return SparkSource(
             name=name,
             path=path,

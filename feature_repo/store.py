@@ -3,8 +3,8 @@
 An upgrade of Feast touches this file (and the four definition modules beside it), nothing else.
 
 * ``feature_store()`` loads ``feature_store.yaml`` (embedded) or ``feature_store.production.yaml`` (production),
-  after exporting the ``${STOREFRONT_*}`` variables the yaml files and ``data_sources.py`` read, from
-  ``config.settings``.
+  after exporting the ``${STOREFRONT_*}`` variables the yaml files read (Feast substitutes them), from
+  ``config.settings``; ``data_sources.py`` reads the settings itself.
 * ``apply()`` registers the definitions exactly as ``feast apply`` would (same parser, same ``.feastignore``).
 * ``materialize(start, end)`` loads an interval into the online store; running it twice changes nothing.
 * ``historical_features(entity_df, service)`` is the point-in-time join for training sets. Unlike Feast's file
@@ -78,7 +78,7 @@ _stores_lock = threading.Lock()
 
 
 def feast_environment(settings: Settings | None = None) -> dict[str, str]:
-    """The ``STOREFRONT_*`` variables that the yaml files and ``data_sources.py`` read, from the settings."""
+    """The ``STOREFRONT_*`` variables that the yaml files read, from the settings."""
     s = settings or get_settings()
     return {
         "STOREFRONT_PROFILE": s.profile,

@@ -15,17 +15,18 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-from mlflow.pyfunc import PyFuncModel
+from typing import TYPE_CHECKING, Any
 
 from serving.metrics import ServingMetrics
+
+if TYPE_CHECKING:
+    from training.shared.registry import PyFuncModel  # MLflow's type, through the one door
 
 log = logging.getLogger(__name__)
 
 # Called once per loaded version, off the request path: extra state derived from the model or its run
 # (e.g. the conversion model's KPI reference values); returns what requests find in ``LoadedModel.extras``.
-Prepare = Callable[[PyFuncModel, str], Mapping[str, Any]]
+Prepare = Callable[["PyFuncModel", str], Mapping[str, Any]]
 
 
 @dataclass(frozen=True)

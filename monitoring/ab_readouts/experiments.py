@@ -17,7 +17,6 @@ from pathlib import Path
 from config.experiments import ExperimentConfig, ExperimentRegistry
 from feature_repo.contract import lake
 from feature_repo.contract.schema import EXPERIMENTS
-from monitoring.ab_readouts.exposure_outcomes import AnalysisWindow
 
 
 @dataclass
@@ -32,6 +31,15 @@ class Reconciliation:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class AnalysisWindow:
+    """One experiment's exposures and outcomes are read from ``start`` to ``end`` (inclusive)."""
+
+    experiment_id: str
+    start: dt.date
+    end: dt.date
 
 
 def analysis_windows(registry: ExperimentRegistry, day: dt.date) -> list[AnalysisWindow]:

@@ -27,26 +27,17 @@ import argparse
 import datetime as dt
 import json
 import logging
-from dataclasses import dataclass
 from pathlib import Path
 
 from feature_repo.contract.schema import EXPOSURES, ORDERS, SESSIONS
 from feature_repo.features.partitions import raw_days
+from monitoring.ab_readouts.experiments import AnalysisWindow
 
 log = logging.getLogger(__name__)
 
 UNITS_TABLE = "ab_units"
 UNIT_DAYS_TABLE = "ab_unit_days"
 JOB_NAME = "ab_exposure_outcomes"
-
-
-@dataclass(frozen=True)
-class AnalysisWindow:
-    """One experiment's exposures and outcomes are read from ``start`` to ``end`` (inclusive)."""
-
-    experiment_id: str
-    start: dt.date
-    end: dt.date
 
 
 def partition_dir(root: Path, table: str, day: dt.date) -> Path:

@@ -1,42 +1,33 @@
 """The readout pages: one self-contained HTML page per experiment and date (plots inline), and an index.
 
-Plots (matplotlib, Agg): the primary metric's cumulative relative lift with its always-valid interval at every
-look, the primary metric per variant over time, and the observed share of units per variant against the plan.
-The JSON record beside each page is the machine-readable readout; the page shows the same numbers.
+Plots (the shared renderer's Agg figures, ``training.shared.report``): the primary metric's cumulative relative
+lift with its always-valid interval at every look, the primary metric per variant over time, and the observed
+share of units per variant against the plan. The JSON record beside each page is the machine-readable readout;
+the page shows the same numbers.
 """
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import html
-import io
 import json
-import math
 from pathlib import Path
+
+from training.shared.report import document, figure, finite, html_table, percent_formatter, png_base64
 
 STATUS_COLOURS = {"ship": "#1a7f37", "keep running": "#9a6700", "stop": "#cf222e", "invalid": "#6e7781",
                   "unregistered": "#6e7781", "mismatch": "#6e7781"}
 
 
-def _png(fig) -> str:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
-    return base64.b64encode(buffer.getvalue()).decode()
-
-
 def _plots(record: dict) -> list[tuple[str, str]]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
     history = record["history"]
     dates = [dt.date.fromisoformat(h["date"]) for h in history]
     variants = record["variants"]
     out = []
 
-    fig, ax = plt.subplots(figsize=(8, 3.6))
+    fig = figure(8, 3.6, dpi=100, layout=None)
+    ax = fig.subplots()
     for j, variant in enumerate(variants[1:]):
         lift = [h["lift"][j] for h in history]
         low = [h["ci_low"][j] for h in history]
@@ -53,14 +44,14 @@ def _plots(record: dict) -> list[tuple[str, str]]:
     ax.axhline(mde, color="grey", ls="--", lw=0.8, label=f"minimum detectable effect {mde:+.0%}")
     ax.axhline(-mde, color="grey", ls="--", lw=0.8)
     ax.set_ylabel(f"relative lift, {record['primary_metric']}")
-    ax.yaxis.set_major_formatter(matplotlib.ticker.PercentFormatter(1.0))
+    ax.yaxis.set_major_formatter(percent_formatter(1.0))
     ax.set_ylim(-4 * mde, 4 * mde)
     ax.legend(fontsize=7, loc="upper left")
     fig.autofmt_xdate()
-    out.append(("Cumulative lift with its sequential interval", _png(fig)))
-    plt.close(fig)
+    out.append(("Cumulative lift with its sequential interval", png_base64(fig, dpi=90)))
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.2))
+    fig = figure(10, 3.2, dpi=100, layout=None)
+    axes = fig.subplots(1, 2)
     for i, variant in enumerate(variants):
         axes[0].plot(dates, [h["primary_mean"][i] for h in history], label=variant)
         total = [sum(h["units"]) for h in history]
@@ -72,12 +63,12 @@ def _plots(record: dict) -> list[tuple[str, str]]:
     for ax in axes:
         ax.legend(fontsize=7)
         ax.tick_params(axis="x", labelrotation=30, labelsize=7)
-    out.append(("Per-variant metrics and split", _png(fig)))
-    plt.close(fig)
+    out.append(("Per-variant metrics and split", png_base64(fig, dpi=90)))
 
     metrics = record["metrics"]
     names = list(metrics)
-    fig, axes = plt.subplots(1, len(names), figsize=(2.6 * len(names), 2.8))
+    fig = figure(2.6 * len(names), 2.8, dpi=100, layout=None)
+    axes = fig.subplots(1, len(names))
     axes = axes if len(names) > 1 else [axes]
     for ax, name in zip(axes, names, strict=True):
         means = [metrics[name]["per_variant"][v]["mean"] or 0.0 for v in variants]
@@ -85,8 +76,7 @@ def _plots(record: dict) -> list[tuple[str, str]]:
         ax.set_title(f"{name}\n({metrics[name]['unit']})", fontsize=8)
         ax.tick_params(labelsize=7)
     fig.tight_layout()
-    out.append(("Every metric per variant on the run date", _png(fig)))
-    plt.close(fig)
+    out.append(("Every metric per variant on the run date", png_base64(fig, dpi=90)))
     return out
 
 
@@ -100,16 +90,10 @@ def _num(value) -> str:
     return f"{value:.4g}" if abs(value) < 1000 else f"{value:,.1f}"
 
 
-def _table(header: list[str], rows: list[list[str]]) -> str:
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in header)
-    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><tr>{head}</tr>{body}</table>"
-
-
-STYLE = """<style>body{font-family:sans-serif;max-width:1100px;margin:1em auto;color:#1f2328}
-table{border-collapse:collapse;margin:.5em 0 1.2em}td,th{border:1px solid #d0d7de;padding:3px 8px;font-size:13px}
-th{background:#f6f8fa}.status{color:#fff;padding:3px 10px;border-radius:4px;font-weight:bold}
-.reason{margin:.6em 0 1em;font-size:15px}small{color:#57606a}</style>"""
+STYLE = (  # beside the shared page style: the coloured status badge and the decision's reason
+    ".status{color:#fff;padding:3px 10px;border-radius:4px;font-weight:bold}"
+    ".reason{margin:.6em 0 1em;font-size:15px}small{color:#57606a}td,th{text-align:left}"
+)
 
 
 def render_readout(record: dict) -> str:
@@ -118,8 +102,6 @@ def render_readout(record: dict) -> str:
     colour = STATUS_COLOURS.get(d["status"], "#6e7781")
     variants = record["variants"]
     parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(record['experiment_id'])} "
-        f"{record['run_date']}</title>{STYLE}</head><body>",
         f"<h1>{html.escape(record['name'])} <small>({html.escape(record['experiment_id'])})</small></h1>",
         f"<p>Readout of {record['run_date']} · data through {record['analysis_end']} · window "
         f"{record['start_date']}..{record['end_date']} (day {record['days_run']}"
@@ -130,7 +112,7 @@ def render_readout(record: dict) -> str:
     ]
     srm = record["srm"]
     parts.append("<h2>Split health</h2>")
-    parts.append(_table(
+    parts.append(html_table(
         ["variant", "units", "observed share", "planned share"],
         [[v, srm["counts"][i], _num(srm["observed_shares"][i]), _num(srm["expected_shares"][i])]
          for i, v in enumerate(variants)],
@@ -166,7 +148,7 @@ def render_readout(record: dict) -> str:
                 "" if m["threshold"] is None else f"{m['threshold']:+.0%}: "
                 + record["guardrails"].get(name, {}).get(v, ""),
             ])
-    parts.append(_table(["metric", "role", "unit", "per variant", "treatment", "relative lift",
+    parts.append(html_table(["metric", "role", "unit", "per variant", "treatment", "relative lift",
                          "always-valid CI", "p (Holm)", "CUPED variance reduction", "guardrail"], rows))
     if record["fixed_horizon"]:
         parts.append("<h2>Fixed-horizon result on the planned end date</h2><p>Classical tests, valid only "
@@ -183,12 +165,12 @@ def render_readout(record: dict) -> str:
                              _pct(r["relative_lift"]), f"{r['p_value']:.3g}", f"{r['p_value_holm']:.3g}",
                              "" if not cuped else f"{_num(cuped['difference'])} (p {cuped['p_value']:.3g}, "
                              f"var -{cuped['variance_reduction']:.1%})"])
-        parts.append(_table(["metric", "treatment", "test", "control", "treatment mean", "difference", "CI",
+        parts.append(html_table(["metric", "treatment", "test", "control", "treatment mean", "difference", "CI",
                              "bootstrap CI", "relative lift", "p", "p (Holm)", "CUPED difference"], rows))
     parts.append("<h2>Method</h2><ul>" + "".join(
         f"<li><b>{html.escape(k)}</b>: {html.escape(v)}</li>" for k, v in record["method"].items()) + "</ul>")
     parts.append("<h2>Daily history</h2>")
-    parts.append(_table(
+    parts.append(html_table(
         ["date", "units", "SRM p", "lift", "always-valid CI", "p (Holm)", "status"],
         [[h["date"], " / ".join(map(str, h["units"])), f"{h['srm_sequential_p']:.3g}",
           " / ".join(_pct(x) for x in h["lift"]),
@@ -196,8 +178,8 @@ def render_readout(record: dict) -> str:
           " / ".join(f"{p:.3g}" for p in h["p_value_holm"]), h["status"]] for h in reversed(record["history"])],
     ))
     parts.append("<p><a href='../../dt=" + record["run_date"] + "/index.html'>all experiments</a> · "
-                 "<a href='readout.json'>readout.json</a></p></body></html>")
-    return "".join(parts)
+                 "<a href='readout.json'>readout.json</a></p>")
+    return document(f"{record['experiment_id']} {record['run_date']}", "".join(parts), STYLE)
 
 
 def render_index(day: str, entries: list[dict]) -> str:
@@ -212,24 +194,11 @@ def render_index(day: str, entries: list[dict]) -> str:
             f"style='background:{colour}'>{html.escape(e['status'])}</span></td><td>"
             f"{html.escape(e.get('window', ''))}</td><td>{html.escape(e['reason'])}</td></tr>"
         )
-    return (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>A/B readouts {day}</title>{STYLE}</head><body>"
+    body = (
         f"<h1>A/B readouts of {day}</h1><table><tr><th>experiment</th><th>name</th><th>status</th>"
-        f"<th>window</th><th>reason</th></tr>{''.join(rows)}</table></body></html>"
+        f"<th>window</th><th>reason</th></tr>{''.join(rows)}</table>"
     )
-
-
-def json_safe(value):
-    """``value`` with non-finite floats as None (JSON has no NaN or infinity) and numpy scalars as Python ones."""
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [json_safe(v) for v in value]
-    if hasattr(value, "item") and not isinstance(value, str):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    return value
+    return document(f"A/B readouts {day}", body, STYLE)
 
 
 def write_pages(root: Path, day: dt.date, records: list[dict], extra_entries: list[dict]) -> dict[str, str]:
@@ -239,7 +208,7 @@ def write_pages(root: Path, day: dt.date, records: list[dict], extra_entries: li
     for record in records:
         folder = root / record["experiment_id"] / f"dt={day.isoformat()}"
         folder.mkdir(parents=True, exist_ok=True)
-        record = json_safe(record)
+        record = finite(record)
         (folder / "readout.json").write_text(json.dumps(record, indent=2, allow_nan=False))
         (folder / "readout.html").write_text(render_readout(record))
         written[record["experiment_id"]] = str(folder / "readout.html")

@@ -244,33 +244,10 @@ def log_drift_to_mlflow(result: DriftResult, champion_version: str | None) -> st
     Metrics ``drift_share``, ``n_drifted``, ``n_columns``, the row counts and ``score.<column>`` (stamped with
     the day, so runs chart in date order), tags naming the day, the champion version, the thresholds and the
     drifted columns, and the three files as artifacts under ``drift/``. Running the same (model, day) again
-    updates that run instead of adding one. The tracking URI and artifact root come from the settings, set on
-    this call's client only (no global MLflow state).
+    updates that run instead of adding one. Through ``training.shared.registry`` (the one door to MLflow), on a
+    client of its own (no global MLflow state).
     """
-    from mlflow.entities import Metric, RunTag
-    from mlflow.exceptions import MlflowException
-    from mlflow.tracking import MlflowClient
-
-    settings = get_settings()
-    uri = settings.tracking_uri
-    if uri.startswith("sqlite:///"):  # MLflow does not create the database's folder
-        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    client = MlflowClient(tracking_uri=uri)
-
-    name = drift_experiment(result.model)
-    experiment = client.get_experiment_by_name(name)
-    if experiment is not None:
-        experiment_id = experiment.experiment_id
-    else:
-        location = settings.artifact_root / name
-        location.mkdir(parents=True, exist_ok=True)
-        try:
-            experiment_id = client.create_experiment(name, artifact_location=location.as_uri())
-        except MlflowException:  # created by a parallel task between the lookup and here
-            experiment = client.get_experiment_by_name(name)
-            if experiment is None:
-                raise
-            experiment_id = experiment.experiment_id
+    from training.shared.registry import log_dated_run
 
     day = result.day.isoformat()
     tags = {
@@ -284,12 +261,6 @@ def log_drift_to_mlflow(result: DriftResult, champion_version: str | None) -> st
         "numerical_stattest": NUMERICAL_STATTEST,
         "categorical_stattest": CATEGORICAL_STATTEST,
     }
-    runs = client.search_runs([experiment_id], filter_string=f"tags.drift_day = '{day}'", max_results=1)
-    if runs:
-        run_id = runs[0].info.run_id
-    else:
-        run_id = client.create_run(experiment_id, run_name=f"drift-{result.model}-{day}", tags=tags).info.run_id
-
     stamp = int(dt.datetime.combine(result.day, dt.time(), dt.UTC).timestamp() * 1000)
     values = {
         "drift_share": result.drift_share,
@@ -299,14 +270,11 @@ def log_drift_to_mlflow(result: DriftResult, champion_version: str | None) -> st
         "current_rows": result.current_rows,
         **{f"score.{c.name}": c.score for c in result.columns},
     }
-    client.log_batch(
-        run_id,
-        metrics=[Metric(k, float(v), stamp, 0) for k, v in values.items()],
-        tags=[RunTag(k, v) for k, v in tags.items()],
+    name = drift_experiment(result.model)
+    run_id = log_dated_run(
+        name, key_tag="drift_day", run_name=f"drift-{result.model}-{day}", tags=tags, metrics=values,
+        timestamp_ms=stamp, artifacts=(result.html_path, result.json_path, result.summary_path), artifact_path="drift",
     )
-    for path in (result.html_path, result.json_path, result.summary_path):
-        client.log_artifact(run_id, str(path), artifact_path="drift")
-    client.set_terminated(run_id, "FINISHED")
     logger.info("drift %s %s logged to MLflow run %s (experiment %s)", result.model, day, run_id, name)
     return run_id
 

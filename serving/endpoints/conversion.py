@@ -15,17 +15,19 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Response
-from mlflow.pyfunc import PyFuncModel
 
 from feature_repo.contract.schema import KPI_NAMES
 from serving.context import ServingContext, Timings, new_request_id
 from serving.features import customer_history
 from serving.schemas import PREDICTION_ERRORS, ConversionRequest, ConversionResponse, KpiImpact, ModelRef
+
+if TYPE_CHECKING:
+    from training.shared.registry import PyFuncModel  # MLflow's type, through the one door
 
 log = logging.getLogger(__name__)
 

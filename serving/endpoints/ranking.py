@@ -19,18 +19,20 @@ Fallbacks: products the online store does not know (no features) keep their requ
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Response
-from mlflow.pyfunc import PyFuncModel
 
 from feature_repo.features.tables import PRODUCT_RANKING
 from serving.champions import NoChampion
 from serving.context import ServingContext, Timings, invalid_field, new_request_id
 from serving.features import ONLINE_STORE_DOWN, PRODUCT_RANKING_REFS, known_rows
 from serving.schemas import PREDICTION_ERRORS, ModelRef, RankedProduct, RankingRequest, RankingResponse
+
+if TYPE_CHECKING:
+    from training.shared.registry import PyFuncModel  # MLflow's type, through the one door
 
 MODEL = "ranking"
 ENDPOINT = "/v1/rankings"

@@ -125,6 +125,16 @@ def test_training_registers_a_model_and_records_the_gate(pipeline: Path) -> None
     assert {"roc_auc", "pr_auc", "log_loss", "base_rate"} <= set(run_data.metrics)
     assert run_data.tags["feature_service"] == "conversion_v1"
     assert run_data.tags["git_commit"]
+    # one log-train-register sequence (training.shared.publish): every model's run carries the same tags
+    shared = {"model", "feature_service", "data_interval_start", "data_interval_end", "run_date", "git_commit",
+              "device"}
+    registered = {v.name: v for v in client.search_model_versions()}
+    assert {"conversion", "ranking", "recommendation"} <= set(registered), sorted(registered)
+    for name, version in registered.items():
+        run_tags = client.get_run(version.run_id).data.tags
+        assert shared <= set(run_tags), (name, sorted(shared - set(run_tags)))
+        assert run_tags["model"] == name and run_tags["run_date"] == NIGHT.isoformat()
+        assert run_tags["data_interval_end"] == f"{NIGHT + dt.timedelta(days=1)}T00:00:00+00:00"
     training_set = get_settings().training_sets_root / "conversion" / f"dt={NIGHT}" / "training_set.parquet"
     assert pq.read_metadata(training_set).num_rows > 1000
     assert tags["gate.decision"] == "promoted", tags  # the test config's floor is 0.5: the first model passes

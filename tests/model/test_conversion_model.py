@@ -169,3 +169,30 @@ def test_feast_training_set_dtypes_are_read_as_floats(training_set: Path, tmp_pa
     assert read["is_anonymous"].dtype == "float64" and read["orders_total"].dtype == "float64"
     assert read["revenue_total"].isna().all()
     assert str(read["event_timestamp"].dt.tz) == "UTC"
+
+
+def test_logged_model_loads_where_the_project_is_not_installed(
+    trained: TrainingResult, holdout: pd.DataFrame, tmp_path: Path
+) -> None:
+    """The network block travels with the model (``code_paths``): a process that cannot import ``training`` at all
+    loads the downloaded model and gives the same scores as the project's own load."""
+    import subprocess
+    import sys
+
+    folder = registry.download_artifact(trained.model_uri, tmp_path / "model")
+    assert (folder / "code" / "nets.py").is_file()
+    project_model = registry.load_model(trained.model_uri)
+    rows = registry.model_input(project_model, holdout.head(50))
+    rows.to_parquet(tmp_path / "rows.parquet", index=False)
+    script = (
+        "import sys; sys.modules['training'] = None; sys.modules['config'] = None\n"  # import training -> error
+        "import numpy as np, pandas as pd, mlflow\n"
+        f"model = mlflow.pyfunc.load_model({str(folder)!r})\n"
+        f"rows = pd.read_parquet({str(tmp_path / 'rows.parquet')!r})\n"
+        f"np.save({str(tmp_path / 'scores.npy')!r}, np.asarray(model.predict(rows), dtype=np.float64))\n"
+        "assert 'nets' in sys.modules and 'training.shared.nets' not in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    expected = np.asarray(project_model.predict(rows), dtype=np.float64)
+    np.testing.assert_allclose(np.load(tmp_path / "scores.npy"), expected, rtol=1e-6)

@@ -139,10 +139,15 @@ def test_yaml_files_resolve_to_the_settings_of_each_profile(
     assert production.entity_key_serialization_version == 3
 
 
-def test_definitions_refuse_to_guess_the_features_root(
-    store_module: ModuleType, monkeypatch: pytest.MonkeyPatch
+def test_definitions_read_the_settings_not_the_environment_or_the_working_folder(
+    store_module: ModuleType, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
+    """Feast parses the definitions inside the repo folder; the sources still point at the settings' absolute
+    features root, with or without the variables ``feature_store()`` exports for the yaml files."""
     store = store_module.feature_store()
     monkeypatch.delenv("STOREFRONT_FEATURES_ROOT")
-    with pytest.raises(RuntimeError, match="STOREFRONT_FEATURES_ROOT"):
-        store_module.load_definitions(store)
+    monkeypatch.chdir(tmp_path)
+    root = get_settings().features_root
+    assert root.is_absolute()
+    sources = store_module.load_definitions(store).data_sources
+    assert {d.path for d in sources} == {str(root / t) for t in FEATURE_TABLES}

@@ -25,8 +25,6 @@ the data cannot say which of them the outcome responds to.
 from __future__ import annotations
 
 import argparse
-import base64
-import html
 import json
 import logging
 import time
@@ -43,6 +41,7 @@ from sklearn.metrics import log_loss, roc_auc_score
 
 from feature_repo.contract.schema import SESSION_KPIS
 from training.shared.metrics import expected_calibration_error
+from training.shared.report import Section, figure, finite, html_page, markdown, save
 
 logger = logging.getLogger(__name__)
 
@@ -664,14 +663,6 @@ def collinearity_r2(frame: pd.DataFrame, kpis: Sequence[str]) -> dict[str, float
 
 
 # --- the report ----------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Section:
-    heading: str
-    paragraphs: tuple[str, ...] = ()
-    table: pd.DataFrame | None = None
-    image: str | None = None  # file name in the report folder
-
-
 def write_report(
     result: KpiImpactResult,
     out_dir: Path,
@@ -702,11 +693,11 @@ def write_report(
     }
     sections = _sections(result, curves)
     paths["markdown"] = out_dir / "report.md"
-    paths["markdown"].write_text(_markdown(title, sections))
+    paths["markdown"].write_text(markdown(title, sections))
     paths["html"] = out_dir / "report.html"
-    paths["html"].write_text(_html(title, sections, out_dir))
+    paths["html"].write_text(html_page(title, sections, out_dir))
     paths["json"] = out_dir / "impact.json"
-    paths["json"].write_text(json.dumps(_finite(result.to_dict()), indent=2) + "\n")
+    paths["json"].write_text(json.dumps(finite(result.to_dict()), indent=2) + "\n")
     return paths
 
 
@@ -720,7 +711,7 @@ def _ci(low: float | None, high: float | None) -> str:
     return f"[{PER_100K * low:+.1f}, {PER_100K * high:+.1f}]"
 
 
-def _sections(result: KpiImpactResult, curves: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> list[_Section]:
+def _sections(result: KpiImpactResult, curves: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> list[Section]:
     pct = f"{result.rank_at:.0%}"
     has_model_ci = result.n_refits >= 2
     top = result.ranking[0]
@@ -832,14 +823,14 @@ def _sections(result: KpiImpactResult, curves: Mapping[str, tuple[np.ndarray, np
     spread = f"{min(named)}..{max(named)}" if named else "n/a"
     ece = {name: expected_calibration_error(y, p) for name, (y, p) in curves.items()}
     return [
-        _Section("Summary", (summary,)),
-        _Section(f"Ranking: {pct} improvement, all holdout sessions", tuple(reading), ranking, "what_if.png"),
-        _Section(
+        Section("Summary", (summary,)),
+        Section(f"Ranking: {pct} improvement, all holdout sessions", tuple(reading), ranking, "what_if.png"),
+        Section(
             "What-if by improvement, all holdout sessions (Δ conversions per 100k sessions, 95% CI)",
             (),
             by_pct,
         ),
-        _Section(
+        Section(
             "What-if by improvement, non-converted holdout sessions",
             (
                 "The same improvements applied to the sessions that did not convert: what the improvement would have "
@@ -847,7 +838,7 @@ def _sections(result: KpiImpactResult, curves: Mapping[str, tuple[np.ndarray, np
             ),
             by_pct_nc,
         ),
-        _Section(
+        Section(
             "Permutation importance",
             (
                 "Drop in ROC-AUC and increase in log loss when the KPI's values are shuffled across sessions (mean ± "
@@ -857,7 +848,7 @@ def _sections(result: KpiImpactResult, curves: Mapping[str, tuple[np.ndarray, np
             importance,
             "importance.png",
         ),
-        _Section(
+        Section(
             "The flip count (common practice) beside the expected value",
             (
                 f"Sessions whose prediction crosses a threshold from below when the KPI improves by {pct}. "
@@ -871,7 +862,7 @@ def _sections(result: KpiImpactResult, curves: Mapping[str, tuple[np.ndarray, np
             flips,
             "flips.png",
         ),
-        _Section(
+        Section(
             "Calibration",
             (
                 "The what-if is an expected value, so it is only as good as the probabilities: "
@@ -886,79 +877,10 @@ def _sections(result: KpiImpactResult, curves: Mapping[str, tuple[np.ndarray, np
     ]
 
 
-def _markdown_table(table: pd.DataFrame) -> str:
-    cells = [[str(c) for c in table.columns], *[[str(v) for v in row] for row in table.itertuples(index=False)]]
-    lines = ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in cells]
-    lines.insert(1, "|" + "|".join("---" for _ in table.columns) + "|")
-    return "\n".join(lines)
-
-
-def _markdown(title: str, sections: list[_Section]) -> str:
-    parts = [f"# {title}", ""]
-    for s in sections:
-        parts += [f"## {s.heading}", ""]
-        for paragraph in s.paragraphs:
-            parts += [paragraph, ""]
-        if s.image:
-            parts += [f"![{s.heading}]({s.image})", ""]
-        if s.table is not None:
-            parts += [_markdown_table(s.table), ""]
-    return "\n".join(parts)
-
-
-_CSS = (
-    "body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}"
-    "table{border-collapse:collapse;font-size:13px;margin:1em 0}td,th{border:1px solid #ccc;padding:3px 7px;"
-    "text-align:right}td:nth-child(-n+2),th{text-align:left}th{background:#f3f3f3}img{max-width:100%}"
-)
-
-
-def _html(title: str, sections: list[_Section], folder: Path) -> str:
-    parts = [
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        f"<style>{_CSS}</style></head><body><h1>{html.escape(title)}</h1>"
-    ]
-    for s in sections:
-        parts.append(f"<h2>{html.escape(s.heading)}</h2>")
-        parts += [f"<p>{html.escape(p)}</p>" for p in s.paragraphs]
-        if s.image:
-            data = base64.b64encode((folder / s.image).read_bytes()).decode("ascii")
-            parts.append(f"<img alt='{html.escape(s.heading)}' src='data:image/png;base64,{data}'>")
-        if s.table is not None:
-            parts.append(s.table.to_html(index=False, escape=True, border=0))
-    parts.append("</body></html>")
-    return "\n".join(parts)
-
-
-def _finite(obj: Any) -> Any:
-    """JSON without NaN (which is not JSON): non-finite floats become null."""
-    if isinstance(obj, float):
-        return obj if np.isfinite(obj) else None
-    if isinstance(obj, dict):
-        return {k: _finite(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_finite(v) for v in obj]
-    return obj
-
-
-# --- plots (matplotlib's object API on the Agg canvas: no pyplot, no global backend switch) -------------------------
-def _figure(width: float, height: float) -> Any:
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(width, height), dpi=80, layout="constrained")
-    FigureCanvasAgg(fig)
-    return fig
-
-
-def _save(fig: Any, path: Path) -> Path:
-    fig.savefig(path, dpi=80)
-    return path
-
-
+# --- plots (on the shared renderer's Agg figures) -------------------------------------------------------------------
 def _plot_importance(result: KpiImpactResult, path: Path) -> Path:
     order = [r for r in sorted(result.importance, key=lambda r: np.nan_to_num(r.roc_auc_drop, nan=-np.inf))]
-    fig = _figure(9, 1.5 + 0.22 * len(order))
+    fig = figure(9, 1.5 + 0.22 * len(order))
     ax_auc, ax_ll = fig.subplots(1, 2, sharey=True)
     names = [r.kpi for r in order]
     ax_auc.barh(names, [r.roc_auc_drop for r in order], xerr=[r.roc_auc_drop_std for r in order], color="#4c72b0")
@@ -971,11 +893,11 @@ def _plot_importance(result: KpiImpactResult, path: Path) -> Path:
         ax.axvline(0, color="#555", lw=0.8)
         ax.tick_params(labelsize=8)
     fig.suptitle(f"Permutation importance ({result.importance_repeats} repeats)", fontsize=10)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def _plot_what_if(result: KpiImpactResult, path: Path) -> Path:
-    fig = _figure(11, 1.5 + 0.22 * len(result.kpis))
+    fig = figure(11, 1.5 + 0.22 * len(result.kpis))
     ax_bar, ax_line = fig.subplots(1, 2, width_ratios=[3, 2])
     order = list(reversed(result.ranking))
     rows = [result.what_if_for(k) for k in order]
@@ -1000,11 +922,11 @@ def _plot_what_if(result: KpiImpactResult, path: Path) -> Path:
     ax_line.set_xticks(xs)
     ax_line.legend(fontsize=7)
     fig.suptitle("What-if: expected conversions gained when one KPI improves", fontsize=10)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def _plot_flips(result: KpiImpactResult, path: Path) -> Path:
-    fig = _figure(7.5, 4)
+    fig = figure(7.5, 4)
     ax = fig.subplots()
     named = [n for n in dict.fromkeys(f.threshold_name for f in result.flips) if n.startswith("top ")]
     for kpi in result.ranking[:5]:
@@ -1018,13 +940,13 @@ def _plot_flips(result: KpiImpactResult, path: Path) -> Path:
     ax.set_ylabel("sessions")
     ax.set_title(f"0→1 flips at {result.rank_at:.0%} vs threshold; dashed: expected Δ conversions", fontsize=10)
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def _plot_reliability(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path: Path) -> Path:
     from sklearn.calibration import calibration_curve
 
-    fig = _figure(5.5, 5)
+    fig = figure(5.5, 5)
     ax, ax_hist = fig.subplots(2, 1, height_ratios=[3, 1], sharex=True)
     top = 0.0
     eces = []
@@ -1043,7 +965,7 @@ def _plot_reliability(curves: Mapping[str, tuple[np.ndarray, np.ndarray]], path:
     ax_hist.set_ylabel("sessions")
     ax_hist.set_xlim(0, top * 1.05)
     ax_hist.tick_params(labelsize=7)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 # --- CLI -----------------------------------------------------------------------------------------------------------

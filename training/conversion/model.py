@@ -23,10 +23,9 @@ import copy
 import datetime as dt
 import json
 import logging
-import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -48,9 +47,10 @@ from training.conversion.pyfunc import (
     predict_proba,
     save_model_files,
 )
-from training.shared import registry, results
+from training.shared import nets, publish, registry, results
 from training.shared.devices import select_device
 from training.shared.metrics import binary_classification_metrics, expected_calibration_error
+from training.shared.results import Candidate
 from training.shared.trainer import FitResult, LoopConfig, TrainingData, cpu_threads, expand_grid, fit
 
 logger = logging.getLogger(__name__)
@@ -99,26 +99,9 @@ class TimeSplit:
         )
 
 
-@dataclass(frozen=True)
-class Candidate:
-    """One point of the search grid and how it did on validation."""
-
-    hyperparameters: dict[str, Any]
-    val_loss: float
-    best_epoch: int
-    epochs: int
-    seconds: float
-
-
 @dataclass
-class TrainingResult(results.TrainingResult):
+class TrainingResult(results.SearchedTrainingResult):
     """What ``train_conversion`` logged and registered; ``to_dict`` travels through XCom."""
-
-    holdout_uri: str  # the holdout as an artifact of the run
-    reference_uri: str
-    hyperparameters: dict[str, Any]
-    device: str
-    candidates: list[Candidate] = field(default_factory=list, metadata=results.IN_PROCESS)
 
 
 # --- data ----------------------------------------------------------------------------------------------------------
@@ -488,29 +471,7 @@ def train_conversion(
     )
     holdout = split.holdout[[*ID_COLUMNS, LABEL, *FEATURE_COLUMNS]]
 
-    tags = registry.run_tags(MODEL_NAME, model_cfg.feature_service, split.window_start, day, device=str(torch_device))
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        registry.training_run(MODEL_NAME, f"{MODEL_NAME}-{day.isoformat()}", tags) as run,
-    ):
-        folder = Path(tmp)
-        run.log_params(
-            {
-                **{f"hp.{k}": v for k, v in chosen.items()},
-                "grid": model_cfg.hyperparameters,
-                "grid_size": len(grid),
-                "training_window_days": model_cfg.training_window_days,
-                "holdout_days": model_cfg.holdout_days,
-                "validation_days": validation_days,
-                "rows_train": len(split.train),
-                "rows_validation": len(split.validation),
-                "rows_holdout": len(split.holdout),
-                "best_epoch": result.best_epoch,
-                "n_features": len(preprocessor.feature_names),
-                "training_set": str(training_set),
-            }
-        )
-        run.log_metrics(metrics)
+    def log_extra(run: registry.TrainingRun, folder: Path) -> None:
         run.log_metrics({"val_loss": result.best_val_loss})
         run.log_params({"calibration": model_cfg.calibration if platt else "none"})
         if platt is not None:
@@ -534,54 +495,55 @@ def train_conversion(
             )
         run.log_dict({"candidates": [asdict(c) for c in candidates]}, "search/candidates.json")
 
-        holdout_file = folder / "holdout.parquet"
-        holdout.to_parquet(holdout_file, index=False, coerce_timestamps="us", allow_truncated_timestamps=True)
-        holdout_uri = run.log_artifact(holdout_file, "holdout")
-        reference_file = folder / "reference_sample.parquet"
-        reference.to_parquet(reference_file, index=False, coerce_timestamps="us", allow_truncated_timestamps=True)
-        reference_uri = run.log_artifact(reference_file, "reference")
-
-        artifacts = save_model_files(
-            folder / "model",
-            preprocessor,
-            module,
-            [int(s) for s in chosen["hidden_sizes"]],
-            float(chosen.get("dropout", 0.0)),
-        )
-        logged = run.log_pyfunc_model(
-            name="model",
+    published = publish.log_and_register(publish.TrainingRecord(
+        model=MODEL_NAME,
+        day=day,
+        config=model_cfg,
+        window_start=split.window_start,
+        training_set=training_set,
+        device=str(torch_device),
+        hyperparameters=chosen,
+        params={
+            "grid_size": len(grid),
+            "validation_days": validation_days,
+            "rows_train": len(split.train),
+            "rows_validation": len(split.validation),
+            "rows_holdout": len(split.holdout),
+            "best_epoch": result.best_epoch,
+            "n_features": len(preprocessor.feature_names),
+        },
+        metrics=metrics,
+        holdout=holdout,
+        reference=reference,
+        log_extra=log_extra,
+        package=publish.ModelPackage(
             python_model=Path(conversion_pyfunc.__file__),
-            artifacts=artifacts,
+            write_files=lambda folder: save_model_files(
+                folder, preprocessor, module, [int(s) for s in chosen["hidden_sizes"]],
+                float(chosen.get("dropout", 0.0)),
+            ),
             signature=registry.tabular_signature(
                 string_columns=list(CATEGORICAL_COLUMNS),
                 numeric_columns=[*FLAG_COLUMNS, *KPI_COLUMNS, *HISTORY_COLUMNS],
                 optional_columns=list(HISTORY_COLUMNS),
                 output_name=PREDICTION,
             ),
-            pip_requirements=[registry.pinned_requirement(p) for p in ("torch", "pandas", "numpy")],
-            registered_model_name=MODEL_NAME,
+            requirements=("torch", "pandas", "numpy"),
             input_example=holdout[list(FEATURE_COLUMNS)].head(3),
-            tags={
-                "feature_service": model_cfg.feature_service,
-                "run_date": day.isoformat(),
-                "holdout_roc_auc": f"{metrics['roc_auc']:.6f}",
-            },
-        )
-        run_id = run.run_id
-
-    local_holdout = results.local_holdout_path(MODEL_NAME, day, run_id)
-    holdout.to_parquet(local_holdout, index=False, coerce_timestamps="us", allow_truncated_timestamps=True)
+            code_paths=(nets.CODE_PATH,),
+            version_tags={"holdout_roc_auc": f"{metrics['roc_auc']:.6f}"},
+        ),
+    ))
     seconds = time.perf_counter() - started
-    assert logged.version is not None
-    logger.info("conversion %s: run %s, %s v%s, %.1f s", day, run_id, MODEL_NAME, logged.version, seconds)
+    logger.info("conversion %s: run %s, %s v%s, %.1f s", day, published.run_id, MODEL_NAME, published.version, seconds)
     return TrainingResult(
-        run_id=run_id,
+        run_id=published.run_id,
         model_name=MODEL_NAME,
-        model_version=logged.version,
-        model_uri=logged.registry_uri,
-        holdout_path=local_holdout,
-        holdout_uri=holdout_uri,
-        reference_uri=reference_uri,
+        model_version=published.version,
+        model_uri=published.model_uri,
+        holdout_path=published.holdout_path,
+        holdout_uri=published.holdout_uri,
+        reference_uri=published.reference_uri,
         metrics=metrics,
         hyperparameters=chosen,
         device=str(torch_device),

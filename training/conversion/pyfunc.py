@@ -2,8 +2,9 @@
 
 MLflow 3 saves this file *as code* with the model (models-from-code) and executes it when the model is loaded;
 pickled pyfunc models are refused on load by default since MLflow 3.x. So this module is self-contained on
-purpose: it imports numpy, pandas, torch and mlflow only, never the rest of the project, and a logged model
-carries the exact preprocessing and network code it was trained with. Training imports the same classes from
+purpose: it imports numpy, pandas, torch and mlflow, and of the project only the network block
+``training/shared/nets.py``, which is logged with the model (``code_paths``); a logged model carries the exact
+preprocessing and network code it was trained with. Training imports the same classes from
 here, so there is one implementation of the feature transform for training and serving (no skew).
 
 The fitted state travels as two artifacts of the logged model: ``preprocessing`` (JSON: columns, categories,
@@ -22,6 +23,11 @@ import pandas as pd
 import torch
 from mlflow.pyfunc import PythonModel, PythonModelContext
 from torch import nn
+
+try:  # inside the project (training, serving, tests): the shared module
+    from training.shared.nets import ScoreMLP
+except ModuleNotFoundError:  # loaded on its own: MLflow put the copy logged with the model (code_paths) on sys.path
+    from nets import ScoreMLP  # type: ignore[no-redef]
 
 UNKNOWN = "__unknown__"  # the one-hot bucket for categories not seen in training (and nulls)
 PREPROCESSING_ARTIFACT = "preprocessing"
@@ -178,21 +184,7 @@ def _nanstd(values: np.ndarray) -> tuple[float, ...]:
     return tuple(stds)
 
 
-class ConversionMLP(nn.Module):
-    """Feed-forward network: [Linear -> ReLU -> Dropout] per hidden size, then one logit per row."""
-
-    def __init__(self, n_features: int, hidden_sizes: list[int], dropout: float = 0.0) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        width = n_features
-        for size in hidden_sizes:
-            layers += [nn.Linear(width, size), nn.ReLU(), nn.Dropout(dropout)]
-            width = size
-        layers.append(nn.Linear(width, 1))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).squeeze(-1)
+ConversionMLP = ScoreMLP  # the hidden layers, then one logit per session
 
 
 @torch.no_grad()

@@ -41,7 +41,7 @@ from training.elasticity.estimator import EstimatorConfig, NoElasticity, estimat
 from training.elasticity.price_recommendation import price_recommendations
 from training.elasticity.pyfunc import INPUT_COLUMNS, DemandModel, save_demand_model
 from training.elasticity.report import write_report
-from training.shared import registry, results
+from training.shared import publish, registry, results
 from training.shared.datasets import training_window
 
 logger = logging.getLogger(__name__)
@@ -305,31 +305,10 @@ def train_elasticity(
     if wrong:
         logger.warning("elasticity %s: wrong-signed elasticities (the gate will refuse this model): %s", day, wrong)
 
-    tags = registry.run_tags(MODEL_NAME, model_cfg.feature_service, split.window_start, day)
     reference = split.train.sample(n=min(config.drift.reference_sample_rows, len(split.train)), random_state=cfg.seed)
     reference = reference.sort_index()[[EVENT_TIMESTAMP, *FEATURE_COLUMNS]]
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        registry.training_run(MODEL_NAME, f"{MODEL_NAME}-{day.isoformat()}", tags) as run,
-    ):
-        folder = Path(tmp)
-        run.log_params(
-            {
-                "group_columns": cfg.group_columns,
-                "n_folds": cfg.n_folds,
-                "product_penalty": cfg.product_penalty,
-                "prior_units": cfg.prior_units,
-                "confidence": cfg.confidence,
-                "guardrails": cfg.guardrails.model_dump(),
-                "training_window_days": model_cfg.training_window_days,
-                "holdout_days": model_cfg.holdout_days,
-                "rows_train": len(split.train),
-                "rows_estimated": estimate.rows,
-                "rows_holdout": len(split.holdout),
-                "training_set": str(training_set),
-            }
-        )
-        run.log_metrics({f"holdout_{k}": v for k, v in metrics.items()})
+
+    def log_extra(run: registry.TrainingRun, folder: Path) -> None:
         run.log_metrics({"estimation_seconds": estimate.seconds, "wrong_signed_groups": len(wrong)})
         for g, b, se in zip(model.groups, model.elasticity, model.std_error, strict=True):
             run.log_metrics({f"elasticity.{g}": b, f"elasticity_se.{g}": se})
@@ -350,46 +329,54 @@ def train_elasticity(
         recommendations_file = folder / "price_recommendations.parquet"
         recommendations.to_parquet(recommendations_file, index=False)
         run.log_artifact(recommendations_file, "recommendations")
-        holdout_file = folder / "holdout.parquet"
-        holdout.to_parquet(holdout_file, index=False)
-        run.log_artifact(holdout_file, "holdout")
-        reference_file = folder / "reference_sample.parquet"
-        reference.to_parquet(reference_file, index=False, coerce_timestamps="us", allow_truncated_timestamps=True)
-        run.log_artifact(reference_file, "reference")
 
-        artifacts = save_demand_model(folder / "model", model)
-        logged = run.log_pyfunc_model(
-            name="model",
+    published = publish.log_and_register(publish.TrainingRecord(
+        model=MODEL_NAME,
+        day=day,
+        config=model_cfg,
+        window_start=split.window_start,
+        training_set=training_set,
+        device="cpu",  # a closed-form estimator (cross-fitted regressions), no network
+        hyperparameters=None,
+        params={
+            "group_columns": cfg.group_columns,
+            "n_folds": cfg.n_folds,
+            "product_penalty": cfg.product_penalty,
+            "prior_units": cfg.prior_units,
+            "confidence": cfg.confidence,
+            "guardrails": cfg.guardrails.model_dump(),
+            "rows_train": len(split.train),
+            "rows_estimated": estimate.rows,
+            "rows_holdout": len(split.holdout),
+        },
+        metrics={f"holdout_{k}": v for k, v in metrics.items()},
+        holdout=holdout,
+        reference=reference,
+        log_extra=log_extra,
+        package=publish.ModelPackage(
             python_model=Path(elasticity_pyfunc.__file__),
-            artifacts=artifacts,
+            write_files=lambda folder: save_demand_model(folder, model),
             signature=registry.tabular_signature(
                 string_columns=["product_id", *groups],
                 numeric_columns=list(INPUT_COLUMNS[1:]),
                 optional_columns=[],
                 output_name=PREDICTION,
             ),
-            pip_requirements=[registry.pinned_requirement(p) for p in ("pandas", "numpy")],
-            registered_model_name=MODEL_NAME,
+            requirements=("pandas", "numpy"),
             input_example=holdout_input(holdout, groups).head(3),
-            tags={
-                "feature_service": model_cfg.feature_service,
-                "run_date": day.isoformat(),
+            version_tags={
                 "elasticities": ", ".join(f"{g} {b:+.3f}" for g, b in zip(model.groups, model.elasticity, strict=True)),
             },
-        )
-        run_id = run.run_id
-
-    local_holdout = results.local_holdout_path(MODEL_NAME, day, run_id)
-    holdout.to_parquet(local_holdout, index=False)
+        ),
+    ))
     seconds = time.perf_counter() - started
-    assert logged.version is not None
-    logger.info("elasticity %s: run %s, %s v%s, %.1f s", day, run_id, MODEL_NAME, logged.version, seconds)
+    logger.info("elasticity %s: run %s, %s v%s, %.1f s", day, published.run_id, MODEL_NAME, published.version, seconds)
     return TrainingResult(
-        run_id=run_id,
+        run_id=published.run_id,
         model_name=MODEL_NAME,
-        model_version=logged.version,
-        model_uri=logged.registry_uri,
-        holdout_path=local_holdout,
+        model_version=published.version,
+        model_uri=published.model_uri,
+        holdout_path=published.holdout_path,
         metrics=metrics,
         elasticities=dict(zip(model.groups, model.elasticity, strict=True)),
         seconds=seconds,

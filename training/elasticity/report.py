@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from training.conversion.kpi_impact import _figure, _finite, _html, _markdown, _save, _Section
 from training.elasticity.pyfunc import DemandModel
+from training.shared.report import Section, figure, finite, html_page, markdown, save
 
 PRICE_RATIOS = np.linspace(0.6, 1.4, 81)  # price / list price on the demand curves' x axis
 
@@ -39,7 +39,7 @@ def elasticity_table(model: DemandModel, naive: pd.DataFrame, truth: Mapping[str
 
 
 def _plot_elasticities(table: pd.DataFrame, path: Path) -> Path:
-    fig = _figure(7.5, 0.45 * len(table) + 1.5)
+    fig = figure(7.5, 0.45 * len(table) + 1.5)
     ax = fig.add_subplot()
     y = np.arange(len(table))
     ax.errorbar(
@@ -65,14 +65,14 @@ def _plot_elasticities(table: pd.DataFrame, path: Path) -> Path:
     ax.set_yticks(y, table["group"])
     ax.set_xlabel("price elasticity of units (d log units / d log price)")
     ax.legend(loc="lower left", fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def _plot_demand_curves(model: DemandModel, path: Path) -> Path:
     n = len(model.groups)
     cols = min(4, n)
     rows = int(np.ceil(n / cols))
-    fig = _figure(3.0 * cols, 2.4 * rows + 0.4)
+    fig = figure(3.0 * cols, 2.4 * rows + 0.4)
     axes = fig.subplots(rows, cols, squeeze=False)
     for i, group in enumerate(model.groups):
         ax = axes[i // cols][i % cols]
@@ -86,11 +86,11 @@ def _plot_demand_curves(model: DemandModel, path: Path) -> Path:
         ax.tick_params(labelsize=7)
     for j in range(n, rows * cols):
         axes[j // cols][j % cols].set_visible(False)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def _plot_recommendations(recommendations: pd.DataFrame, path: Path) -> Path:
-    fig = _figure(7.5, 3.2)
+    fig = figure(7.5, 3.2)
     ax = fig.add_subplot()
     for binding, part in recommendations.groupby("binding", sort=True):
         ax.scatter(part["change_pct"], part["profit_change"], s=8, label=f"{binding} ({len(part)})")
@@ -98,7 +98,7 @@ def _plot_recommendations(recommendations: pd.DataFrame, path: Path) -> Path:
     ax.set_xlabel("recommended price change, %")
     ax.set_ylabel("expected profit change, EUR/day")
     ax.legend(fontsize=8, title="bound by", title_fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def write_report(
@@ -145,15 +145,15 @@ def write_report(
     money = ["profit_change", "profit_change_low", "profit_change_high", "revenue_change", "units_change"]
     bindings = recommendations["binding"].value_counts().to_dict()
     sections = [
-        _Section("Elasticities", tuple(estimate_notes), shown, paths["elasticity_plot"].name),
-        _Section(
+        Section("Elasticities", tuple(estimate_notes), shown, paths["elasticity_plot"].name),
+        Section(
             "Demand curves",
             ("Expected units relative to the list price, per group, with the elasticity's interval as a band.",),
             None,
             paths["demand_curves_plot"].name,
         ),
-        _Section("Out-of-time forecast (holdout days)", (forecast,)),
-        _Section(
+        Section("Out-of-time forecast (holdout days)", (forecast,)),
+        Section(
             "Price recommendations",
             (
                 f"{len(recommendations)} products; bound by: "
@@ -168,14 +168,14 @@ def write_report(
         ),
     ]
     paths["markdown"] = out_dir / "report.md"
-    paths["markdown"].write_text(_markdown(title, sections))
+    paths["markdown"].write_text(markdown(title, sections))
     paths["html"] = out_dir / "report.html"
-    paths["html"].write_text(_html(title, sections, out_dir))
+    paths["html"].write_text(html_page(title, sections, out_dir))
     paths["table"] = out_dir / "elasticities.csv"
     table.to_csv(paths["table"], index=False)
     paths["json"] = out_dir / "report.json"
     paths["json"].write_text(
-        json.dumps(_finite({"elasticities": table.to_dict(orient="records"), "metrics": dict(metrics)}), indent=2)
+        json.dumps(finite({"elasticities": table.to_dict(orient="records"), "metrics": dict(metrics)}), indent=2)
         + "\n"
     )
     return paths

@@ -22,7 +22,6 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,12 +33,12 @@ import torch
 from torch import nn
 
 from config.models import GateConfig, ModelConfig, ModelsConfig, PromotionConfig, get_models_config
-from config.settings import REPO_ROOT
 from feature_repo.features.tables import CUSTOMER_HISTORY, EVENT_TIMESTAMP
 from training.promotion import pyfunc as promotion_pyfunc
+from training.promotion.data import offers_window_start
 from training.promotion.pyfunc import NO_COUPON, CouponChoice, PromotionUpliftModel, UpliftNet, UpliftPreprocessor
 from training.promotion.report import evaluate_policy, write_report
-from training.shared import registry, results
+from training.shared import nets, publish, registry, results
 from training.shared.devices import select_device
 from training.shared.trainer import LoopConfig, TrainingData, expand_grid, fit
 
@@ -231,71 +230,58 @@ def train_promotion(
                 ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
     holdout = holdout_rows[[c for c in HOLDOUT_COLUMNS if c in holdout_rows.columns]]
     offered = frame["offered_at"] if "offered_at" in frame else frame[EVENT_TIMESTAMP]
-    tags = {
-        "model": MODEL_NAME,
-        "feature_service": model_cfg.feature_service,
-        "run_date": day.isoformat(),
-        "offers_from": offered.min().date().isoformat(),
-        "offers_to": offered.max().date().isoformat(),
-        "git_commit": registry.git_commit(REPO_ROOT),
-        "device": str(torch_device),
-        "most_popular_coupon": popular,
-    }
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        registry.training_run(MODEL_NAME, f"{MODEL_NAME}-{day.isoformat()}", tags) as run,
-    ):
-        folder = Path(tmp)
-        run.log_params({
-            **{f"hp.{k}": v for k, v in chosen.items()},
+
+    def log_extra(run: registry.TrainingRun, folder: Path) -> dict[str, str]:
+        run.log_metrics({f"mean_discount_per_offer.{c}": v for c, v in costs.items() if np.isfinite(v)})
+        run.log_dict({"candidates": candidates}, "search/candidates.json")
+        report = write_report(evaluation, folder / "report", f"Promotion uplift model, {day}", coupons=coupons)
+        return {name: run.log_artifact(path, "report") for name, path in report.items()}
+
+    hidden_sizes, dropout = [int(s) for s in chosen["hidden_sizes"]], float(chosen.get("dropout", 0.0))
+    published = publish.log_and_register(publish.TrainingRecord(
+        model=MODEL_NAME,
+        day=day,
+        config=model_cfg,
+        window_start=offers_window_start(day, model_cfg.training_window_days, promo.outcome_window_days),
+        training_set=training_set,
+        device=str(torch_device),
+        hyperparameters=chosen,
+        tags={
+            "offers_from": offered.min().date().isoformat(),
+            "offers_to": offered.max().date().isoformat(),
+            "most_popular_coupon": popular,
+        },
+        params={
             "coupons": coupons, "cost_order": order, "ensemble": promo.ensemble,
             "holdout_share": promo.holdout_share, "outcome_window_days": promo.outcome_window_days,
             "policy": promo.policy.model_dump(), "rows_offers": len(frame), "rows_randomized": len(rows),
             "rows_train": len(train_rows), "rows_validation": len(validation_rows), "rows_holdout": len(holdout_rows),
-            "training_set": str(training_set),
-        })
-        run.log_metrics(metrics)
-        run.log_metrics({f"mean_discount_per_offer.{c}": v for c, v in costs.items() if np.isfinite(v)})
-        run.log_dict({"candidates": candidates}, "search/candidates.json")
-        report = write_report(evaluation, folder / "report", f"Promotion uplift model, {day}", coupons=coupons)
-        report_uris = {name: run.log_artifact(path, "report") for name, path in report.items()}
-        holdout_file = folder / "holdout.parquet"
-        holdout.to_parquet(holdout_file, index=False, coerce_timestamps="us", allow_truncated_timestamps=True)
-        run.log_artifact(holdout_file, "holdout")
-        reference_file = folder / "reference_sample.parquet"
-        reference = train_rows[[EVENT_TIMESTAMP, *FEATURE_COLUMNS]]
-        reference.to_parquet(reference_file, index=False, coerce_timestamps="us", allow_truncated_timestamps=True)
-        run.log_artifact(reference_file, "reference")
-        artifacts = promotion_pyfunc.save_model_files(
-            folder / "model", model, [int(s) for s in chosen["hidden_sizes"]], float(chosen.get("dropout", 0.0))
-        )
-        logged = run.log_pyfunc_model(
-            name="model",
+        },
+        metrics=metrics,
+        holdout=holdout,
+        reference=train_rows[[EVENT_TIMESTAMP, *FEATURE_COLUMNS]],
+        log_extra=log_extra,
+        package=publish.ModelPackage(
             python_model=Path(promotion_pyfunc.__file__),
-            artifacts=artifacts,
+            write_files=lambda folder: promotion_pyfunc.save_model_files(folder, model, hidden_sizes, dropout),
             signature=registry.frame_signature(
                 numeric_columns=list(FEATURE_COLUMNS),
                 optional_columns=[c.name for c in CUSTOMER_HISTORY.columns if c.nullable],
                 outputs={**{f"uplift_{c}": "double" for c in coupons}, "best_coupon": "string",
                          "expected_incremental_profit": "double"},
             ),
-            pip_requirements=[registry.pinned_requirement(p) for p in ("torch", "pandas", "numpy")],
-            registered_model_name=MODEL_NAME,
+            requirements=("torch", "pandas", "numpy"),
             input_example=holdout[list(FEATURE_COLUMNS)].head(3),
-            tags={"feature_service": model_cfg.feature_service, "run_date": day.isoformat(),
-                  "holdout_policy_auuc": f"{metrics['policy_auuc']:.6f}"},
-        )
-        run_id = run.run_id
-
-    local_holdout = results.local_holdout_path(MODEL_NAME, day, run_id)
-    holdout.to_parquet(local_holdout, index=False, coerce_timestamps="us", allow_truncated_timestamps=True)
+            code_paths=(nets.CODE_PATH,),
+            version_tags={"holdout_policy_auuc": f"{metrics['policy_auuc']:.6f}"},
+        ),
+    ))
     seconds = time.perf_counter() - started
-    assert logged.version is not None
-    logger.info("promotion %s: run %s, %s v%s, %.1f s", day, run_id, MODEL_NAME, logged.version, seconds)
+    logger.info("promotion %s: run %s, %s v%s, %.1f s", day, published.run_id, MODEL_NAME, published.version, seconds)
     return PromotionTrainingResult(
-        run_id=run_id, model_name=MODEL_NAME, model_version=logged.version, model_uri=logged.registry_uri,
-        holdout_path=local_holdout, metrics=metrics, hyperparameters=chosen, device=str(torch_device),
-        seconds=seconds, report_files=report_uris,
+        run_id=published.run_id, model_name=MODEL_NAME, model_version=published.version,
+        model_uri=published.model_uri, holdout_path=published.holdout_path, metrics=metrics, hyperparameters=chosen,
+        device=str(torch_device), seconds=seconds, report_files=dict(published.extra),
     )
 
 

@@ -1,7 +1,8 @@
 """The promotion uplift model as MLflow logs and serves it: preprocessing, the multi-head network, the coupon choice.
 
-Self-contained on purpose, like ``conversion_pyfunc.py`` (MLflow 3 saves this file as code with the model and runs
-it on load): it imports numpy, pandas, torch and mlflow only.
+Self-contained on purpose, like the conversion pyfunc (MLflow 3 saves this file as code with the model and runs it
+on load): it imports numpy, pandas, torch and mlflow, and the network block ``training/shared/nets.py`` that is
+logged with the model.
 
 The network is treatment-conditioned with one head per coupon: a shared trunk reads the customer's features,
 a baseline head estimates the 10-week profit without a coupon, ``mu_0(x)``, and head ``k`` the incremental profit
@@ -29,6 +30,11 @@ import pandas as pd
 import torch
 from mlflow.pyfunc import PythonModel, PythonModelContext
 from torch import nn
+
+try:  # inside the project (training, serving, tests): the shared module
+    from training.shared.nets import hidden_layers
+except ModuleNotFoundError:  # loaded on its own: MLflow put the copy logged with the model (code_paths) on sys.path
+    from nets import hidden_layers  # type: ignore[no-redef]
 
 NO_COUPON = "none"
 SPEC_ARTIFACT = "spec"
@@ -121,11 +127,7 @@ class UpliftNet(nn.Module):
 
     def __init__(self, n_features: int, n_coupons: int, hidden_sizes: list[int], dropout: float = 0.0) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        width = n_features
-        for size in hidden_sizes:
-            layers += [nn.Linear(width, size), nn.ReLU(), nn.Dropout(dropout)]
-            width = size
+        layers, width = hidden_layers(n_features, hidden_sizes, dropout)
         self.trunk = nn.Sequential(*layers)
         self.baseline = nn.Linear(width, 1)
         self.uplift = nn.Linear(width, n_coupons)

@@ -21,7 +21,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from training.conversion.kpi_impact import _figure, _finite, _html, _markdown, _save, _Section
 from training.promotion.uplift_metrics import (
     NO_COUPON,
     PolicyCurve,
@@ -34,6 +33,7 @@ from training.promotion.uplift_metrics import (
     qini_curve,
     uplift_curve,
 )
+from training.shared.report import Section, figure, finite, html_page, markdown, save
 
 PER = 1000  # profit is reported per 1,000 customers
 
@@ -137,15 +137,15 @@ def write_report(evaluation: PromotionEvaluation, out_dir: Path, title: str, *, 
     }
     sections = _sections(evaluation)
     paths["markdown"] = out_dir / "report.md"
-    paths["markdown"].write_text(_markdown(title, sections))
+    paths["markdown"].write_text(markdown(title, sections))
     paths["html"] = out_dir / "report.html"
-    paths["html"].write_text(_html(title, sections, out_dir))
+    paths["html"].write_text(html_page(title, sections, out_dir))
     paths["json"] = out_dir / "evaluation.json"
-    paths["json"].write_text(json.dumps(_finite(evaluation.metrics()), indent=2, sort_keys=True) + "\n")
+    paths["json"].write_text(json.dumps(finite(evaluation.metrics()), indent=2, sort_keys=True) + "\n")
     return paths
 
 
-def _sections(e: PromotionEvaluation) -> list[_Section]:
+def _sections(e: PromotionEvaluation) -> list[Section]:
     m = e.metrics()
     summary = (
         f"{e.n_rows:,} held-out randomized offers (customers the model never saw): "
@@ -168,8 +168,8 @@ def _sections(e: PromotionEvaluation) -> list[_Section]:
             "vs random targeting": f"{e.auuc_gain[c]:+.3f}", "vs everyone gets " + e.popular: ""} for c in e.auuc]
     )
     return [
-        _Section("Held-out randomized offers", (summary,)),
-        _Section(
+        Section("Held-out randomized offers", (summary,)),
+        Section(
             "Policy vs blanket policies",
             ("Incremental 10-week profit (margin after discount cost) against sending no coupon, estimated on the "
              "randomized offers: for the policy, per coupon it recommends, the offers that got that coupon against "
@@ -177,7 +177,7 @@ def _sections(e: PromotionEvaluation) -> list[_Section]:
             profit if len(profit) else None,
             "profit_per_1000.png",
         ),
-        _Section(
+        Section(
             "Uplift curves and AUUC",
             ("Customers ranked by the expected gain of the coupon the model picks for them; the curve is the "
              "incremental profit of giving the top k their coupon. AUUC is the area under it with both axes per "
@@ -186,7 +186,7 @@ def _sections(e: PromotionEvaluation) -> list[_Section]:
             auuc_table,
             "policy_curve.png",
         ),
-        _Section(
+        Section(
             "Qini curves per coupon",
             ("Per coupon, offers of that coupon or none, ranked by the predicted uplift of that coupon "
              "(Radcliffe's Qini: incremental profit counted on the treated).",),
@@ -197,7 +197,7 @@ def _sections(e: PromotionEvaluation) -> list[_Section]:
 
 
 def _plot_policy(e: PromotionEvaluation, path: Path) -> Path:
-    fig = _figure(7, 4.5)
+    fig = figure(7, 4.5)
     ax = fig.subplots()
     n = e.policy.k[-1]
     ax.plot(e.policy.k / n, e.policy.gain / n, label=f"model policy (AUUC {e.policy.auuc:+.3f})", color="#4c72b0")
@@ -208,11 +208,11 @@ def _plot_policy(e: PromotionEvaluation, path: Path) -> Path:
     ax.set_xlabel("share of customers targeted (ranked by expected gain)")
     ax.set_ylabel("incremental 10-week profit per customer, EUR")
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def _plot_qini(e: PromotionEvaluation, path: Path) -> Path:
-    fig = _figure(9, 3.2)
+    fig = figure(9, 3.2)
     axes = np.atleast_1d(fig.subplots(1, max(1, len(e.qini)), sharey=True))
     for ax, (coupon, (x, q)) in zip(axes, e.qini.items(), strict=False):
         ax.plot(x / x[-1], q, color="#4c72b0")
@@ -221,11 +221,11 @@ def _plot_qini(e: PromotionEvaluation, path: Path) -> Path:
         ax.set_title(f"{coupon}: AUUC {e.auuc[coupon]:+.2f}", fontsize=9)
         ax.set_xlabel("share targeted")
     axes[0].set_ylabel("Qini: incremental profit, EUR")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def _plot_profit(e: PromotionEvaluation, path: Path) -> Path:
-    fig = _figure(7, 0.8 + 0.45 * max(1, len(e.per_1000)))
+    fig = figure(7, 0.8 + 0.45 * max(1, len(e.per_1000)))
     ax = fig.subplots()
     names = list(e.per_1000)
     est = np.array([e.per_1000[n][0] for n in names])
@@ -234,4 +234,4 @@ def _plot_profit(e: PromotionEvaluation, path: Path) -> Path:
                                                                   for n in names])
     ax.axvline(0, color="black", linewidth=0.5)
     ax.set_xlabel("incremental 10-week profit per 1,000 customers, EUR (90% interval)")
-    return _save(fig, path)
+    return save(fig, path)

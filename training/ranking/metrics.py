@@ -145,3 +145,26 @@ def ecdf_area(values: np.ndarray, lo: float, hi: float, weights: np.ndarray | No
     if len(x) == 0 or hi <= lo or w.sum() <= 0:
         return float("nan")
     return float(hi - np.average(np.clip(x, lo, hi), weights=w))
+
+
+# --- the orderings a holdout is evaluated in, and the evaluation -----------------------------------------------------
+LOGGED = "logged"  # the order the shop showed
+RELEVANCE = "relevance"  # the bias-corrected model's relevance alone
+UNCORRECTED = "relevance_uncorrected"  # the same network trained without inverse-propensity weights
+
+
+def hybrid_name(alpha: float) -> str:
+    return f"hybrid alpha={alpha:.1f}"
+
+
+@dataclass
+class Evaluation:
+    """Metrics of every ordering on the holdout: means (``table``), per-list values at k=20, ECDF areas."""
+
+    table: pd.DataFrame  # index: ordering; columns: ndcg@5 .. avg_price@20, plus lists counted per metric
+    per_list: dict[str, dict[str, np.ndarray]]  # ordering -> metric@k -> value per list (NaN: undefined)
+    weights: dict[str, np.ndarray]  # metric@k -> weight per list (its ideal DCG; 1 for AvgPrice), any ordering
+    areas: pd.DataFrame  # ordering x metric@k: area under the ECDF and its change against the logged order
+    lists: int
+    lists_without_positive: int
+    lists_without_purchase: int

@@ -33,7 +33,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import tempfile
 import time
 import weakref
 from dataclasses import dataclass, field
@@ -46,17 +45,20 @@ import torch
 import torch.nn.functional as F
 
 from config.models import GateConfig, ModelConfig, ModelsConfig, RankingConfig, get_models_config
-from config.settings import REPO_ROOT, get_settings
+from config.settings import get_settings
 from feature_repo.features.tables import EVENT_TIMESTAMP, PRODUCT_RANKING
-from training.conversion import model as conversion
-from training.conversion.model import Candidate
 from training.ranking import pyfunc as ranking_pyfunc
 from training.ranking.data import GRADE, MODEL_NAME, PROPENSITIES_FILE, PROPENSITY, midnight, shown_day
 from training.ranking.metrics import (
+    LOGGED,
     PURCHASE_GRADE,
+    RELEVANCE,
+    UNCORRECTED,
+    Evaluation,
     PaddedLists,
     avg_price_at_k,
     ecdf_area,
+    hybrid_name,
     ideal_dcg,
     mean_defined,
     ndcg_with_gains,
@@ -73,8 +75,9 @@ from training.ranking.pyfunc import (
     hybrid_sort_keys,
     relevance_scores,
 )
-from training.shared import registry, results
+from training.shared import nets, publish, registry, results
 from training.shared.devices import select_device
+from training.shared.results import Candidate
 from training.shared.trainer import FitResult, LoopConfig, TrainingData, expand_grid, fit
 
 logger = logging.getLogger(__name__)
@@ -87,9 +90,6 @@ MODEL_KEYS = {"hidden_sizes", "learning_rate", "weight_decay", "dropout", "batch
               "sigma", "seed"}
 HOLDOUT_COLUMNS = (*INPUT_COLUMNS, "product_id", "position", "ranker", "session_id", "shown_at", GRADE, "purchased",
                    PROPENSITY)
-LOGGED = "logged"
-RELEVANCE = "relevance"
-UNCORRECTED = "relevance_uncorrected"
 
 
 # --- data ----------------------------------------------------------------------------------------------------------
@@ -287,19 +287,6 @@ def fit_purchase_classifier(x: np.ndarray, purchased: np.ndarray, price: np.ndar
 
 
 # --- evaluation ----------------------------------------------------------------------------------------------------
-@dataclass
-class Evaluation:
-    """Metrics of every ordering on the holdout: means (``table``), per-list values at k=20, ECDF areas."""
-
-    table: pd.DataFrame  # index: ordering; columns: ndcg@5 .. avg_price@20, plus lists counted per metric
-    per_list: dict[str, dict[str, np.ndarray]]  # ordering -> metric@k -> value per list (NaN: undefined)
-    weights: dict[str, np.ndarray]  # metric@k -> weight per list (its ideal DCG; 1 for AvgPrice), any ordering
-    areas: pd.DataFrame  # ordering x metric@k: area under the ECDF and its change against the logged order
-    lists: int
-    lists_without_positive: int
-    lists_without_purchase: int
-
-
 @dataclass(frozen=True)
 class HoldoutLists:
     """The holdout's lists padded: graded labels, prices and the inverse-propensity weight of each item."""
@@ -390,10 +377,6 @@ def ecdf_areas(per_list: dict[str, dict[str, np.ndarray]], weights: dict[str, np
     return table
 
 
-def hybrid_name(alpha: float) -> str:
-    return f"hybrid alpha={alpha:.1f}"
-
-
 def orderings(
     holdout: pd.DataFrame, relevance: np.ndarray, p_purchase: np.ndarray, alphas: list[float],
     extra: dict[str, np.ndarray] | None = None,
@@ -460,8 +443,8 @@ def read_holdout(path: Path) -> pd.DataFrame:
 
 # --- the stage -----------------------------------------------------------------------------------------------------
 @dataclass
-class TrainingResult(conversion.TrainingResult):
-    """What ``train_ranking`` logged and registered: the conversion model's record plus the report and evaluation.
+class TrainingResult(results.SearchedTrainingResult):
+    """What ``train_ranking`` logged and registered: a searched network's record plus the report and evaluation.
 
     ``to_dict`` (what travels through XCom) adds only the report folder; the evaluation stays in process.
     """
@@ -578,38 +561,7 @@ def train_ranking(
     seed = int(ranker.hyperparameters["seed"])
     reference = _reference_sample(split.train, config.drift.reference_sample_rows, seed)
     holdout_out = holdout[list(HOLDOUT_COLUMNS)]
-    tags = {
-        "model": MODEL_NAME,
-        "feature_service": model_cfg.feature_service,
-        "run_date": day.isoformat(),
-        "git_commit": registry.git_commit(REPO_ROOT),
-        "device": str(torch_device),
-        "alpha": f"{cfg.alpha}",
-    }
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        registry.training_run(MODEL_NAME, f"{MODEL_NAME}-{day.isoformat()}", tags) as run,
-    ):
-        folder = Path(tmp)
-        run.log_params({
-            **{f"hp.{k}": v for k, v in ranker.hyperparameters.items()},
-            "alpha": cfg.alpha,
-            "alpha_grid": alphas,
-            "propensity_clip": cfg.propensity_clip,
-            "purchase_price_weight": cfg.purchase_price_weight,
-            "max_lists_per_day": cfg.max_lists_per_day,
-            "training_window_days": model_cfg.training_window_days,
-            "holdout_days": model_cfg.holdout_days,
-            "validation_days": cfg.validation_days,
-            "lists_train": int(split.train[LIST_ID].nunique()),
-            "lists_train_without_positive": ranker.dropped_train_lists,
-            "lists_validation": int(split.validation[LIST_ID].nunique()),
-            "lists_holdout": evaluation.lists,
-            "best_epoch": ranker.fit.best_epoch,
-            "n_features": len(pre.feature_names),
-            "training_set": str(training_set),
-        })
-        run.log_metrics(metrics)
+    def log_extra(run: registry.TrainingRun, folder: Path) -> None:
         run.log_metrics({"val_loss": ranker.fit.best_val_loss})
         for record in ranker.fit.history:
             run.log_metrics({"epoch_train_loss": record.train_loss, "epoch_val_loss": record.val_loss},
@@ -627,41 +579,56 @@ def train_ranking(
         for path in report_files.values():
             run.log_artifact(path, "report")
 
-        holdout_file = folder / "holdout.parquet"
-        holdout_out.to_parquet(holdout_file, index=False)
-        holdout_uri = run.log_artifact(holdout_file, "holdout")
-        reference_file = folder / "reference_sample.parquet"
-        reference.to_parquet(reference_file, index=False, coerce_timestamps="us", allow_truncated_timestamps=True)
-        reference_uri = run.log_artifact(reference_file, "reference")
-        artifacts = ranking_pyfunc.save_model_files(
-            folder / "model", pre, ranker.module, _network(ranker.hyperparameters, len(pre.feature_names)), cfg.alpha
-        )
-        logged = run.log_pyfunc_model(
-            name="model",
+    published = publish.log_and_register(publish.TrainingRecord(
+        model=MODEL_NAME,
+        day=day,
+        config=model_cfg,
+        window_start=day - dt.timedelta(days=model_cfg.training_window_days - 1),
+        training_set=training_set,
+        device=str(torch_device),
+        hyperparameters=ranker.hyperparameters,
+        tags={"alpha": f"{cfg.alpha}"},
+        params={
+            "alpha": cfg.alpha,
+            "alpha_grid": alphas,
+            "propensity_clip": cfg.propensity_clip,
+            "purchase_price_weight": cfg.purchase_price_weight,
+            "max_lists_per_day": cfg.max_lists_per_day,
+            "validation_days": cfg.validation_days,
+            "lists_train": int(split.train[LIST_ID].nunique()),
+            "lists_train_without_positive": ranker.dropped_train_lists,
+            "lists_validation": int(split.validation[LIST_ID].nunique()),
+            "lists_holdout": evaluation.lists,
+            "best_epoch": ranker.fit.best_epoch,
+            "n_features": len(pre.feature_names),
+        },
+        metrics=metrics,
+        holdout=holdout_out,
+        reference=reference,
+        log_extra=log_extra,
+        package=publish.ModelPackage(
             python_model=Path(ranking_pyfunc.__file__),
-            artifacts=artifacts,
+            write_files=lambda folder: ranking_pyfunc.save_model_files(
+                folder, pre, ranker.module, _network(ranker.hyperparameters, len(pre.feature_names)), cfg.alpha
+            ),
             signature=registry.tabular_signature(
                 string_columns=[LIST_ID, *CATEGORICAL_COLUMNS],
                 numeric_columns=[c for c in INPUT_COLUMNS if c not in (LIST_ID, *CATEGORICAL_COLUMNS)],
                 optional_columns=["ctr_raw", "mean_position"],
                 output_name=PREDICTION,
             ),
-            pip_requirements=[registry.pinned_requirement(p) for p in ("torch", "pandas", "numpy")],
-            registered_model_name=MODEL_NAME,
+            requirements=("torch", "pandas", "numpy"),
             input_example=holdout_out[list(INPUT_COLUMNS)].head(5),
-            tags={"feature_service": model_cfg.feature_service, "run_date": day.isoformat(),
-                  "alpha": f"{cfg.alpha}", "holdout_ndcg_at_20": f"{metrics['ndcg_at_20']:.6f}"},
-        )
-        run_id = run.run_id
-
-    local_holdout = results.local_holdout_path(MODEL_NAME, day, run_id)
-    holdout_out.to_parquet(local_holdout, index=False)
+            code_paths=(nets.CODE_PATH,),
+            version_tags={"alpha": f"{cfg.alpha}", "holdout_ndcg_at_20": f"{metrics['ndcg_at_20']:.6f}"},
+        ),
+    ))
     seconds = time.perf_counter() - started
-    assert logged.version is not None
-    logger.info("ranking %s: run %s, %s v%s, %.1f s", day, run_id, MODEL_NAME, logged.version, seconds)
+    logger.info("ranking %s: run %s, %s v%s, %.1f s", day, published.run_id, MODEL_NAME, published.version, seconds)
     return TrainingResult(
-        run_id=run_id, model_name=MODEL_NAME, model_version=logged.version, model_uri=logged.registry_uri,
-        holdout_path=local_holdout, holdout_uri=holdout_uri, reference_uri=reference_uri, metrics=metrics,
+        run_id=published.run_id, model_name=MODEL_NAME, model_version=published.version,
+        model_uri=published.model_uri, holdout_path=published.holdout_path, holdout_uri=published.holdout_uri,
+        reference_uri=published.reference_uri, metrics=metrics,
         hyperparameters=ranker.hyperparameters, device=str(torch_device), seconds=seconds,
         candidates=ranker.candidates, report_dir=report_dir, evaluation=evaluation,
         propensities=list(propensities.get("theta", [])),

@@ -1,8 +1,9 @@
 """The ranking model as MLflow logs and serves it: item features + scoring MLP + re-ranking, in one file.
 
-Models-from-code, like ``conversion_pyfunc``: MLflow saves this file with the model and executes it on load, so it
-imports numpy, pandas, torch and mlflow only, never the rest of the project; training imports the same classes,
-so the feature transform and the re-rankers have one implementation for training, evaluation and serving.
+Models-from-code, like the conversion pyfunc: MLflow saves this file with the model and executes it on load, so it
+imports numpy, pandas, torch and mlflow, and of the project only the network block logged with the model
+(``training/shared/nets.py``); training imports the same classes, so the feature transform and the re-rankers have
+one implementation for training, evaluation and serving.
 
 Input: one row per (list, product) with ``list_id``, ``price_shown`` and the ``ranking_v1`` features (as Feast
 returns them). Output: one float per row, a *sort key within its list* (higher = shown earlier): the relevance
@@ -22,6 +23,11 @@ import pandas as pd
 import torch
 from mlflow.pyfunc import PythonModel, PythonModelContext
 from torch import nn
+
+try:  # inside the project (training, serving, tests): the shared module
+    from training.shared.nets import ScoreMLP
+except ModuleNotFoundError:  # loaded on its own: MLflow put the copy logged with the model (code_paths) on sys.path
+    from nets import ScoreMLP  # type: ignore[no-redef]
 
 UNKNOWN = "__unknown__"
 SPEC_ARTIFACT = "spec"
@@ -127,24 +133,7 @@ class RankingPreprocessor:
         return cls(tuple(data["categories"]), tuple(data["mean"]), tuple(data["std"]))
 
 
-class RankingMLP(nn.Module):
-    """Scores items independently: [Linear -> ReLU -> Dropout] per hidden size, then one score per item.
-
-    Takes ``(..., n_features)`` and returns ``(...)``: a padded batch of lists ``(B, L, F)`` gives ``(B, L)``.
-    """
-
-    def __init__(self, n_features: int, hidden_sizes: list[int], dropout: float = 0.0) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        width = n_features
-        for size in hidden_sizes:
-            layers += [nn.Linear(width, size), nn.ReLU(), nn.Dropout(dropout)]
-            width = size
-        layers.append(nn.Linear(width, 1))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x).squeeze(-1)
+RankingMLP = ScoreMLP  # scores items independently: a padded batch of lists (B, L, F) gives (B, L)
 
 
 @torch.no_grad()

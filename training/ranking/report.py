@@ -1,4 +1,4 @@
-"""The ranking evaluation as a report: markdown and HTML pages with PNG plots (matplotlib, Agg).
+"""The ranking evaluation as a report: markdown and HTML pages with PNG plots (the shared renderer's figures).
 
 Files written into the report folder: ``report.md``, ``report.html``, ``ecdf_at_20.png`` (the ECDF of NDCG@20,
 NDCP@20 and AvgPrice@20 across the holdout lists, per ordering), ``alpha_tradeoff.png`` (NDCG@k and NDCP@k
@@ -8,17 +8,17 @@ probability by position, when given) and ``metrics.csv`` (every ordering, every 
 
 from __future__ import annotations
 
-import html
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
-from training.ranking.metrics import ecdf
+from training.ranking.metrics import LOGGED, RELEVANCE, UNCORRECTED, ecdf, hybrid_name
+from training.shared.report import Section, figure, html_page, markdown
 
 if TYPE_CHECKING:
-    from training.ranking.model import Evaluation
+    from training.ranking.metrics import Evaluation
 
 AT20 = ("ndcg@20", "ndcp@20", "avg_price@20")
 LABELS = {"ndcg": "NDCG", "ndcp": "NDCP", "avg_price": "AvgPrice"}
@@ -27,15 +27,6 @@ LABELS = {"ndcg": "NDCG", "ndcp": "NDCP", "avg_price": "AvgPrice"}
 def _label(metric: str, unit: bool = True) -> str:
     name, _, k = metric.partition("@")
     return f"{LABELS[name]}@{k}" + (" (EUR)" if unit and name == "avg_price" else "")
-
-
-def _pyplot() -> Any:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def auc_table(evaluation: Evaluation, k: int = 20) -> pd.DataFrame:
@@ -49,18 +40,9 @@ def auc_table(evaluation: Evaluation, k: int = 20) -> pd.DataFrame:
     return pd.DataFrame.from_dict(rows, orient="index")
 
 
-def _markdown_table(frame: pd.DataFrame) -> str:
-    """A pipe table of already formatted cells (the index is the first column)."""
-    header = ["", *map(str, frame.columns)]
-    lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] + ["---:"] * len(frame.columns)) + "|"]
-    for index, row in zip(frame.index, frame.to_numpy(), strict=True):
-        lines.append("| " + " | ".join([str(index), *map(str, row)]) + " |")
-    return "\n".join(lines)
-
-
 def _plot_ecdf(evaluation: Evaluation, path: Path, shown: list[str]) -> None:
-    plt = _pyplot()
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
+    fig = figure(16, 4.8, dpi=100, layout=None)
+    axes = fig.subplots(1, 3)
     for ax, metric in zip(axes, AT20, strict=True):
         for name in shown:
             x, y = ecdf(evaluation.per_list[name][metric], evaluation.weights[metric])
@@ -72,15 +54,12 @@ def _plot_ecdf(evaluation: Evaluation, path: Path, shown: list[str]) -> None:
     fig.suptitle("ECDF across holdout lists (lower curve = better for NDCG/NDCP; right = dearer for AvgPrice)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _plot_tradeoff(evaluation: Evaluation, alphas: list[float], path: Path, served: str) -> None:
-    from training.ranking.model import LOGGED, hybrid_name
-
-    plt = _pyplot()
     table = evaluation.table
-    fig, axes = plt.subplots(2, 2, figsize=(12, 9))
+    fig = figure(12, 9, dpi=100, layout=None)
+    axes = fig.subplots(2, 2)
     panels = [(k, m) for k in (5, 20) for m in (f"ndcg@{k}", f"ndcp@{k}")]
     for ax, (k, metric) in zip(axes.ravel(), panels, strict=True):
         price = f"avg_price@{k}"
@@ -100,15 +79,14 @@ def _plot_tradeoff(evaluation: Evaluation, alphas: list[float], path: Path, serv
     fig.suptitle("Rank-product hybrid across alpha (labels): relevance against price")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def _plot_propensities(propensities: dict[str, Any], path: Path) -> None:
-    plt = _pyplot()
     theta = np.asarray(propensities["theta"], dtype=float)
     raw = np.asarray([np.nan if v is None else v for v in propensities["raw"]], dtype=float)
     k = np.arange(1, len(theta) + 1)
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = figure(6, 4, dpi=100, layout=None)
+    ax = fig.subplots()
     ax.plot(k, raw, "o", alpha=0.6, label="click rate ratio (randomized lists)")
     ax.plot(k, theta, "-", label="isotonic estimate")
     ax.set_xlabel("position")
@@ -117,7 +95,6 @@ def _plot_propensities(propensities: dict[str, Any], path: Path) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def write_ranking_report(
@@ -131,8 +108,6 @@ def write_ranking_report(
     notes: dict[str, Any] | None = None,
 ) -> dict[str, Path]:
     """Write the report files into ``folder`` (created); returns name -> path."""
-    from training.ranking.model import LOGGED, RELEVANCE, UNCORRECTED, hybrid_name
-
     folder.mkdir(parents=True, exist_ok=True)
     files = {
         "ecdf": folder / "ecdf_at_20.png",
@@ -152,8 +127,6 @@ def write_ranking_report(
 
     metrics = evaluation.table.rename(columns=lambda c: c.replace("avg_price", "AvgPrice").replace("ndcg", "NDCG")
                                       .replace("ndcp", "NDCP"))
-    aucs = auc_table(evaluation, 20)
-    aucs10 = auc_table(evaluation, 10)
     facts = {
         "holdout lists": evaluation.lists,
         "lists without a positive label (NDCG undefined, left out of NDCG)": evaluation.lists_without_positive,
@@ -161,55 +134,31 @@ def write_ranking_report(
         "served re-ranker": served,
         **(notes or {}),
     }
-    md = [
-        f"# {title}",
-        "",
-        *(f"- {k}: {v}" for k, v in facts.items()),
-        "",
-        "## Area under the ECDF across lists (change against the logged order)",
-        "",
-        "A smaller area means the lists' values sit further right: better for NDCG and NDCP, dearer for AvgPrice.",
-        "NDCG and NDCP use counterfactual gains (observed gain / propensity of the logged position); lists are",
-        "weighted by their ideal DCG in means and ECDFs (self-normalised, see training/ranking/metrics.py).",
-        "Where no list is longer than 20 items, AvgPrice@20 is the list's mean price whatever the order (change 0).",
-        "",
-        _markdown_table(aucs),
-        "",
-        "### The same at k = 10",
-        "",
-        _markdown_table(aucs10),
-        "",
-        "## Mean metrics (over the lists where each is defined)",
-        "",
-        _markdown_table(metrics.map(lambda v: f"{v:.4f}")),
-        "",
-        "## Plots",
-        "",
-        f"![ECDF]({files['ecdf'].name})",
-        "",
-        f"![alpha trade-off]({files['tradeoff'].name})",
-        "",
+
+    def by_ordering(table: pd.DataFrame) -> pd.DataFrame:
+        return table.rename_axis("ordering").reset_index()
+
+    sections = [
+        Section("The holdout", items=tuple(f"{k}: {v}" for k, v in facts.items())),
+        Section(
+            "Area under the ECDF across lists (change against the logged order)",
+            (
+                "A smaller area means the lists' values sit further right: better for NDCG and NDCP, dearer for "
+                "AvgPrice. NDCG and NDCP use counterfactual gains (observed gain / propensity of the logged "
+                "position); lists are weighted by their ideal DCG in means and ECDFs (self-normalised, see "
+                "training/ranking/metrics.py). Where no list is longer than 20 items, AvgPrice@20 is the list's "
+                "mean price whatever the order (change 0).",
+            ),
+            by_ordering(auc_table(evaluation, 20)),
+        ),
+        Section("The same at k = 10", table=by_ordering(auc_table(evaluation, 10)), level=3),
+        Section("Mean metrics (over the lists where each is defined)",
+                table=by_ordering(metrics.map(lambda v: f"{v:.4f}"))),
+        Section("ECDF across the holdout lists at k = 20", image=files["ecdf"].name),
+        Section("Rank-product hybrid across alpha", image=files["tradeoff"].name),
     ]
     if propensities:
-        md += [f"![position propensities]({files['propensities'].name})", ""]
-    files["markdown"].write_text("\n".join(md))
-    images = "".join(
-        f'<p><img src="{html.escape(files[k].name)}" style="max-width:100%"></p>'
-        for k in ("ecdf", "tradeoff", "propensities") if k in files
-    )
-    page = (
-        f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse}"
-        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right}</style></head><body>"
-        f"<h1>{html.escape(title)}</h1><ul>"
-        + "".join(f"<li>{html.escape(str(k))}: {html.escape(str(v))}</li>" for k, v in facts.items())
-        + "</ul><h2>Area under the ECDF across lists (change against the logged order)</h2>"
-        + aucs.to_html()
-        + "<h3>The same at k = 10</h3>"
-        + aucs10.to_html()
-        + "<h2>Mean metrics</h2>"
-        + metrics.to_html(float_format=lambda v: f"{v:.4f}")
-        + f"<h2>Plots</h2>{images}</body></html>"
-    )
-    files["html"].write_text(page)
+        sections.append(Section("Position propensities", image=files["propensities"].name))
+    files["markdown"].write_text(markdown(title, sections))
+    files["html"].write_text(html_page(title, sections, folder))
     return files

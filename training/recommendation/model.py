@@ -34,7 +34,6 @@ import dataclasses
 import datetime as dt
 import json
 import logging
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -48,12 +47,12 @@ import torch
 from torch import nn
 
 from config.models import GateConfig, ModelsConfig, get_models_config
-from config.settings import REPO_ROOT, get_settings
+from config.settings import get_settings
 from feature_repo.features.tables import ANONYMOUS_CUSTOMER, CUSTOMER_PRODUCT_INTERACTIONS
 from training.recommendation import pyfunc as recommendation_pyfunc
 from training.recommendation.metrics import DEFAULT_KS, format_metrics, metric_value, ranking_metrics
 from training.recommendation.pyfunc import ALL_DEVICES, RecommenderState
-from training.shared import registry, results
+from training.shared import publish, registry, results
 from training.shared.devices import select_device
 from training.shared.trainer import FitResult, LoopConfig, TrainingData, expand_grid, fit
 
@@ -601,73 +600,52 @@ def train_recommendation(
         n=min(config.drift.reference_sample_rows, len(history_rows)), random_state=int(fitted.hyperparameters["seed"])
     ).sort_index()[[*DRIFT_COLUMNS]]
 
-    tags = {
-        "model": MODEL_NAME,
-        "feature_table": CUSTOMER_PRODUCT_INTERACTIONS.name,
-        "run_date": day.isoformat(),
-        "git_commit": registry.git_commit(REPO_ROOT),
-        "device": str(torch_device),
-    }
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        registry.training_run(MODEL_NAME, f"{MODEL_NAME}-{day.isoformat()}", tags) as run,
-    ):
-        folder = Path(tmp)
-        run.log_params(
-            {
-                **{f"hp.{k}": v for k, v in fitted.hyperparameters.items()},
-                "grid": model_cfg.hyperparameters,
-                "grid_size": len(grid),
-                "training_window_days": model_cfg.training_window_days,
-                "holdout_days": model_cfg.holdout_days,
-                "validation_days": validation_days,
-                "knn_neighbors": knn_neighbors,
-                "best_epoch": fitted.best_epoch,
-                "users": len(history.users),
-                "products": len(items),
-                "pairs_train": int(train.matrix.nnz),
-                "pairs_history": int(history.matrix.nnz),
-                "rows_holdout": len(split.holdout),
-                "training_set": str(training_set),
-            }
-        )
-        run.log_metrics({k.replace("@", "_at_"): v for k, v in metrics.items()})  # MLflow refuses '@'
+    def log_extra(run: registry.TrainingRun, folder: Path) -> None:
         run.log_dict({"candidates": [asdict(c) for c in fitted.candidates]}, "search/candidates.json")
         run.log_dict(evaluation.metrics, "evaluation/holdout_metrics.json")
-        holdout_file = folder / "holdout.parquet"
-        holdout.to_parquet(holdout_file, index=False)
-        run.log_artifact(holdout_file, "holdout")
-        catalog_file = folder / "catalog.parquet"
-        catalog.to_parquet(catalog_file, index=False)
-        run.log_artifact(catalog_file, "holdout")
-        reference_file = folder / "reference_sample.parquet"
-        reference.to_parquet(reference_file, index=False, coerce_timestamps="us")
-        run.log_artifact(reference_file, "reference")
-        state_file = state.save(folder / "model")
-        logged = run.log_pyfunc_model(
-            name="model",
-            python_model=Path(recommendation_pyfunc.__file__),
-            artifacts={recommendation_pyfunc.STATE_ARTIFACT: str(state_file)},
-            signature=recommendation_signature(),
-            pip_requirements=[registry.pinned_requirement(p) for p in ("pandas", "numpy")],
-            registered_model_name=MODEL_NAME,
-            input_example=holdout[["customer_id", "device"]].drop_duplicates().head(3).reset_index(drop=True),
-            tags={"run_date": day.isoformat(), "holdout_ndcg_at_10": f"{metrics['ndcg@10']:.6f}"},
-        )
-        run_id = run.run_id
 
-    local = results.local_holdout_path(MODEL_NAME, day, run_id).parent  # the catalogue goes beside the holdout
-    holdout.to_parquet(local / "holdout.parquet", index=False)
-    catalog.to_parquet(local / "catalog.parquet", index=False)
+    published = publish.log_and_register(publish.TrainingRecord(
+        model=MODEL_NAME,
+        day=day,
+        config=model_cfg,
+        window_start=day - dt.timedelta(days=model_cfg.training_window_days - 1),
+        training_set=training_set,
+        device=str(torch_device),
+        hyperparameters=fitted.hyperparameters,
+        tags={"feature_table": CUSTOMER_PRODUCT_INTERACTIONS.name},
+        params={
+            "grid_size": len(grid),
+            "validation_days": validation_days,
+            "knn_neighbors": knn_neighbors,
+            "best_epoch": fitted.best_epoch,
+            "users": len(history.users),
+            "products": len(items),
+            "pairs_train": int(train.matrix.nnz),
+            "pairs_history": int(history.matrix.nnz),
+            "rows_holdout": len(split.holdout),
+        },
+        metrics={k.replace("@", "_at_"): v for k, v in metrics.items()},  # MLflow refuses '@'
+        holdout=holdout,
+        beside_holdout={"catalog": catalog},  # the gate's catalogue goes beside the holdout
+        reference=reference,
+        log_extra=log_extra,
+        package=publish.ModelPackage(
+            python_model=Path(recommendation_pyfunc.__file__),
+            write_files=lambda folder: {recommendation_pyfunc.STATE_ARTIFACT: str(state.save(folder))},
+            signature=recommendation_signature(),
+            requirements=("pandas", "numpy"),
+            input_example=holdout[["customer_id", "device"]].drop_duplicates().head(3).reset_index(drop=True),
+            version_tags={"holdout_ndcg_at_10": f"{metrics['ndcg@10']:.6f}"},
+        ),
+    ))
     seconds = time.perf_counter() - started
-    assert logged.version is not None
-    logger.info("recommendation %s: run %s, v%s, %.1f s", day, run_id, logged.version, seconds)
+    logger.info("recommendation %s: run %s, v%s, %.1f s", day, published.run_id, published.version, seconds)
     return TrainingResult(
-        run_id=run_id,
+        run_id=published.run_id,
         model_name=MODEL_NAME,
-        model_version=logged.version,
-        model_uri=logged.registry_uri,
-        holdout_path=local / "holdout.parquet",
+        model_version=published.version,
+        model_uri=published.model_uri,
+        holdout_path=published.holdout_path,
         metrics=metrics,
         hyperparameters=fitted.hyperparameters,
         device=str(torch_device),
@@ -678,12 +656,10 @@ def train_recommendation(
 
 def recommendation_signature() -> Any:
     """Input columns (all optional) and the ``k`` / ``catalog`` params of the pyfunc."""
-    from mlflow.models import ModelSignature
-    from mlflow.types import ColSpec, ParamSchema, ParamSpec, Schema
-
-    inputs = Schema([ColSpec("string", c, required=c == "customer_id") for c in ("customer_id", "device", "category")])
-    params = ParamSchema([ParamSpec("k", "long", 10), ParamSpec("catalog", "string", [], shape=(-1,))])
-    return ModelSignature(inputs=inputs, params=params)
+    return registry.string_params_signature(
+        {c: c == "customer_id" for c in ("customer_id", "device", "category")},
+        [("k", "long", 10, None), ("catalog", "string", [], (-1,))],
+    )
 
 
 # --- the gate ------------------------------------------------------------------------------------------------------

@@ -93,6 +93,49 @@ def ensure_experiment(name: str, client: MlflowClient | None = None) -> str:
     return experiment.experiment_id
 
 
+def log_dated_run(
+    experiment: str,
+    *,
+    key_tag: str,
+    run_name: str,
+    tags: Mapping[str, str],
+    metrics: Mapping[str, float],
+    timestamp_ms: int,
+    artifacts: Iterable[Path] = (),
+    artifact_path: str | None = None,
+) -> str:
+    """Log one run per value of ``tags[key_tag]`` (e.g. a day) in ``experiment``; returns the run id.
+
+    Logging the same key again updates that run instead of adding one. Metrics are stamped ``timestamp_ms`` (so
+    runs chart in key order). Uses a client of its own on ``settings.tracking_uri``: MLflow's global URIs are left
+    as they are (the drift monitor runs inside processes that train too).
+    """
+    from mlflow.entities import Metric, RunTag
+
+    settings = get_settings()
+    uri = settings.tracking_uri
+    if uri.startswith("sqlite:///"):  # MLflow does not create the database's folder
+        Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    client = MlflowClient(tracking_uri=uri)
+    (settings.artifact_root / experiment).mkdir(parents=True, exist_ok=True)
+    experiment_id = ensure_experiment(experiment, client)
+    key = tags[key_tag]
+    runs = client.search_runs([experiment_id], filter_string=f"tags.{key_tag} = '{key}'", max_results=1)
+    if runs:
+        run_id = runs[0].info.run_id
+    else:
+        run_id = client.create_run(experiment_id, run_name=run_name, tags=dict(tags)).info.run_id
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), timestamp_ms, 0) for k, v in metrics.items()],
+        tags=[RunTag(k, v) for k, v in tags.items()],
+    )
+    for path in artifacts:
+        client.log_artifact(run_id, str(path), artifact_path=artifact_path)
+    client.set_terminated(run_id, "FINISHED")
+    return run_id
+
+
 DATABASE_SCHEMES = frozenset({"sqlite", "postgresql", "mysql", "mssql"})  # MLflow's SQLAlchemy stores
 
 
@@ -260,15 +303,18 @@ class TrainingRun:
         registered_model_name: str | None = None,
         input_example: pd.DataFrame | None = None,
         tags: Mapping[str, str] | None = None,
+        code_paths: Iterable[Path] = (),
     ) -> LoggedModel:
         """Log a models-from-code pyfunc (``python_model`` is the file that calls ``mlflow.models.set_model``).
 
         ``pip_requirements`` must be explicit: MLflow's inference is slow and writes ``torch==X+cpu``, which
-        would pull CUDA wheels into a serving image.
+        would pull CUDA wheels into a serving image. ``code_paths``: files the model file imports, logged with it
+        and put on ``sys.path`` (as top-level modules) when the model loads.
         """
         info = mlflow.pyfunc.log_model(
             name=name,
             python_model=str(python_model),
+            code_paths=[str(p) for p in code_paths] or None,
             artifacts=dict(artifacts),
             signature=signature,
             input_example=input_example,
@@ -322,6 +368,17 @@ def frame_signature(
     cols = [ColSpec("string", c, required=c not in optional_columns) for c in string_columns or []]
     cols += [ColSpec("double", c, required=c not in optional_columns) for c in numeric_columns]
     return ModelSignature(inputs=Schema(cols), outputs=Schema([ColSpec(kind, name) for name, kind in outputs.items()]))
+
+
+def string_params_signature(
+    columns: Mapping[str, bool], params: Iterable[tuple[str, str, Any, tuple[int, ...] | None]]
+) -> ModelSignature:
+    """A signature of string input columns (name -> required) and inference params (name, type, default, shape)."""
+    from mlflow.types import ParamSchema, ParamSpec
+
+    inputs = Schema([ColSpec("string", name, required=required) for name, required in columns.items()])
+    specs = [ParamSpec(name, kind, default, shape=shape) for name, kind, default, shape in params]
+    return ModelSignature(inputs=inputs, params=ParamSchema(specs))
 
 
 def pinned_requirement(package: str) -> str:
