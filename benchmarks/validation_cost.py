@@ -15,8 +15,10 @@ of each phase (exclusive time, nested phases not counted twice):
   result conversion   GE results -> the gate's plain dataclasses (and, history loads, merging a union's results)
   other               the rest (quarantine, logging, bookkeeping)
 
-Three runs: one nightly date on a fresh store, the history load of the dates before it, then that nightly date
-again on the store the history load left (its data docs index then lists up to ``data_docs_history`` results).
+Four runs: one nightly date on a fresh store, the history load of the dates before it, then that nightly date
+again on the store the history load left (its data docs index then lists up to ``data_docs_history`` results);
+last, the same history load split over ``--workers`` spawned processes (the gate's ``workers`` setting, 2 by
+default), against the one-process load of the same run as its baseline.
 ``cpu s`` is the process's CPU time (on a shared machine it moves less than the wall time) and ``peak MB`` its
 peak RSS. The Great Expectations import (seconds, once per process) is printed apart: any validating task pays it.
 
@@ -120,7 +122,7 @@ def _load_gate(path: Path) -> None:
     package.validate = module
 
 
-def run_child(raw_root: Path, work: Path, days: list[dt.date], gate: Path | None) -> dict:
+def run_child(raw_root: Path, work: Path, days: list[dt.date], gate: Path | None, workers: int = 1) -> dict:
     lake = work / "lake"
     for table in sorted(p.name for p in raw_root.iterdir() if p.is_dir() and not p.name.startswith("_")):
         for day in days:
@@ -142,13 +144,16 @@ def run_child(raw_root: Path, work: Path, days: list[dt.date], gate: Path | None
 
     if gate is not None:
         _load_gate(gate)
+    from feature_repo.expectations.config import get_validation_config
     from feature_repo.expectations.validate import ValidationFailed, validate_days
 
+    # workers=1: one process (the baseline); more: the run split over that many spawned processes, whatever its size
+    config = get_validation_config().model_copy(update={"workers": workers, "parallel_min_mb": 0})
     timer = _Timer()
     _instrument(timer)
     began, cpu = time.perf_counter(), time.process_time()
     try:
-        outcomes = validate_days("raw", days)
+        outcomes = validate_days("raw", days, config=config)
     except ValidationFailed as err:
         outcomes = err.outcomes
     total, cpu = time.perf_counter() - began, time.process_time() - cpu
@@ -170,8 +175,8 @@ def run_child(raw_root: Path, work: Path, days: list[dt.date], gate: Path | None
 # --- parent --------------------------------------------------------------------------------------------------------
 
 
-def _measure(raw_root: Path, days: list[dt.date], work: Path, gate: str | None) -> dict:
-    command = [sys.executable, __file__, "--child", str(raw_root), "--work", str(work)]
+def _measure(raw_root: Path, days: list[dt.date], work: Path, gate: str | None, workers: int = 1) -> dict:
+    command = [sys.executable, __file__, "--child", str(raw_root), "--work", str(work), "--workers", str(workers)]
     child = subprocess.run(
         [*command, *(["--gate", gate] if gate else []), *(d.isoformat() for d in days)],
         capture_output=True,
@@ -206,6 +211,7 @@ def main() -> None:
     parser.add_argument("--end", type=dt.date.fromisoformat, default=DEFAULT_END, help="last date [2026-04-30]")
     parser.add_argument("--days", type=int, default=28, help="dates of the history load [28]")
     parser.add_argument("--gate", help="a validate.py to measure instead of feature_repo/expectations/validate.py")
+    parser.add_argument("--workers", type=int, default=2, help="processes of the split history load [2]")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     parser.add_argument("dates", nargs="*", help=argparse.SUPPRESS)
@@ -213,7 +219,7 @@ def main() -> None:
     if args.child:
         dates = [dt.date.fromisoformat(d) for d in args.dates]
         gate = Path(args.gate).resolve() if args.gate else None
-        print(json.dumps(run_child(Path(args.child), Path(args.work), dates, gate)))
+        print(json.dumps(run_child(Path(args.child), Path(args.work), dates, gate, args.workers)))
         return
 
     nightly = args.end
@@ -230,6 +236,9 @@ def main() -> None:
             ("history load", _measure(raw_root, history, loaded, gate)),
             ("nightly after it", _measure(raw_root, [nightly], loaded, gate)),
         ]
+        if args.workers > 1:  # the same history load split over processes, on a store of its own
+            split = _measure(raw_root, history, Path(scratch) / "split", gate, args.workers)
+            runs.append((f"history, {args.workers} procs", split))
 
     print(f"\nraw validation of {raw_root}, gate {gate or 'feature_repo/expectations/validate.py'}")
     print(f"validate_days('raw', dates): history {history[0]}..{history[-1]}, nightly {nightly}; one process each")
@@ -245,6 +254,10 @@ def main() -> None:
         )
         print(line + shares)
     one, many = runs[0][1], runs[1][1]
+    if len(runs) > 3:
+        print(f"history load split over {args.workers} processes: {runs[3][1]['seconds']:.1f} s against "
+              f"{many['seconds']:.1f} s in one process ({many['seconds'] / runs[3][1]['seconds']:.2f}x; the phase "
+              "shares of a split run count only the parent: its processes' work is 'other')")
     per_date = many["seconds"] / many["dates"]
     print(
         f"Great Expectations import: {one['import_s']:.1f} s per process (not included above)\n"

@@ -163,6 +163,12 @@ class ValidationConfig(_Strict):
 
     unexpected_examples: int = Field(5, ge=0, le=50, description="Distinct offending values quoted per failure")
     data_docs_history: int = Field(200, ge=1, description="Most recent validation runs listed on the docs index")
+    workers: int = Field(
+        2, ge=1, le=64, description="Processes a large run's partitions are split over (capped by the CPU count)"
+    )
+    parallel_min_mb: float = Field(
+        256.0, ge=0, description="A run reads at least this many MB of parquet before it starts a second process"
+    )
     raw: dict[str, TableChecks]
     features: dict[str, TableChecks]
 

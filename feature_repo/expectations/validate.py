@@ -10,7 +10,9 @@ dataclasses, so a Great Expectations upgrade touches these two modules.
 * A missing partition is a failure too (the gate never passes when it could not run), with nothing to move.
 * One partition is validated with one Great Expectations validation of its table's whole suite; a history
   load (:func:`validate_days`) validates consecutive small partitions of a table together where that gives each
-  the verdict it would get alone, so it costs much less per date than as many nightly runs.
+  the verdict it would get alone, so it costs much less per date than as many nightly runs. A run that reads
+  more than ``parallel_min_mb`` of parquet (a history load) is cut into ``workers`` segments of about equal size,
+  each validated in a spawned process of its own; verdicts and reasons do not depend on the split.
 * Every run renders data docs under ``<reports>/data_docs/`` (``index.html``). Great Expectations runs on an
   ephemeral context whose suites and validation results are kept as JSON under ``<reports>/gx_store/``, so the
   index lists the history of runs (the most recent ``data_docs_history`` of ``config/validation.yaml``), not
@@ -262,9 +264,13 @@ def validate_table_days(
     if not plan:
         raise ValueError("validate_table_days: no dates given")
     gate = _Gate(settings, config)
-    by_table = {name: gate.validate_table(layer, name, days) for name, days in plan.items()}
+    segments = _segments(layer, plan, settings, config)
+    if len(segments) == 1:
+        validated = [o for name, days in plan.items() for o in gate.validate_table(layer, name, days)]
+    else:
+        validated = gate.validate_in_processes(layer, segments)
     order = {name: i for i, name in enumerate(plan)}
-    in_order = sorted((o for outs in by_table.values() for o in outs), key=lambda o: (o.day, order[o.table]))
+    in_order = sorted(validated, key=lambda o: (o.day, order[o.table]))
     outcomes = gate.with_data_docs(in_order)
     final = []
     for outcome in outcomes:
@@ -276,6 +282,44 @@ def validate_table_days(
     if failed:
         raise ValidationFailed(layer, failed[0].day, final)
     return final
+
+
+def _segments(
+    layer: Layer, plan: Mapping[str, list[dt.date]], settings: Settings, config: ValidationConfig
+) -> list[dict[str, list[dt.date]]]:
+    """The run cut into up to ``workers`` segments of about equal parquet bytes, one process each.
+
+    Each segment is a run of consecutive (table, dates) of ``plan``, so a table's partitions stay in date order
+    and neighbours still go through one union validation. A run reading less than ``parallel_min_mb`` (every
+    night, small history loads) is one segment: a second process would cost more than it saves.
+    """
+    workers = min(config.workers, os.cpu_count() or 1)
+    sizes = [
+        (name, day, sum(f.stat().st_size for f in folder.glob("*.parquet")) if folder.is_dir() else 0)
+        for name, days in plan.items()
+        for day in days
+        for folder in [partition_path(layer, name, day, settings)]
+    ]
+    total = sum(size for _, _, size in sizes)
+    if workers < 2 or total < config.parallel_min_mb * 1024 * 1024:
+        return [dict(plan)]
+    segments: list[dict[str, list[dt.date]]] = [{}]
+    done = 0
+    for name, day, size in sizes:
+        if done >= total * len(segments) / workers and len(segments) < workers:
+            segments.append({})
+        segments[-1].setdefault(name, []).append(day)
+        done += size
+    return segments
+
+
+def _validate_segment(
+    layer: Layer, segment: dict[str, list[dt.date]], settings: Settings, config: ValidationConfig
+) -> tuple[list[ValidationOutcome], dict[tuple[str, dt.date], Any]]:
+    """A worker process: one segment in a gate of its own; its outcomes and where its results are stored."""
+    gate = _Gate(settings, config)
+    outcomes = [o for name, days in segment.items() for o in gate.validate_table(layer, name, days)]
+    return outcomes, gate._results
 
 
 def partition_path(layer: Layer, table: str, day: dt.date, settings: Settings | None = None) -> Path:
@@ -398,6 +442,30 @@ class _Gate:
             group.append(part)
         flush()
         return [done[day] for day in days]
+
+    def validate_in_processes(self, layer: Layer, segments: list[dict[str, list[dt.date]]]) -> list[ValidationOutcome]:
+        """Each segment in a process of its own (spawned: no fork of a threaded Airflow task), results kept here.
+
+        Every process validates with its own context on the same file stores, so this gate's data docs find
+        every result; a partition's verdict and reasons do not depend on which process judged it.
+        """
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        started = time.perf_counter()
+        outcomes: list[ValidationOutcome] = []
+        spawn = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(max_workers=len(segments), mp_context=spawn) as pool:
+            futures = [
+                pool.submit(_validate_segment, layer, segment, self.settings, self.config) for segment in segments
+            ]
+            for future in futures:
+                found, results = future.result()
+                outcomes += found
+                self._results.update(results)
+        logger.info("%s: %d partitions validated in %d processes in %.1f s", layer, len(outcomes), len(segments),
+                    time.perf_counter() - started)
+        return outcomes
 
     def _validate_group(self, ds: Dataset, group: list[_Partition]) -> list[ValidationOutcome]:
         if not group:

@@ -321,6 +321,36 @@ def test_a_clean_history_load_costs_far_fewer_expectation_runs_than_one_per_date
     assert len({o.data_docs_page for o in outcomes}) == len(outcomes)
 
 
+def test_a_run_split_over_processes_gives_each_partition_the_verdict_and_reasons_it_gets_alone(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A large run is cut into segments validated in spawned processes; the verdicts, reasons, quarantines and
+    data docs pages are those of one process judging each partition alone."""
+    import feature_repo.expectations.validate as validate
+
+    days = [DAY + dt.timedelta(days=i) for i in range(-1, 3)]
+    _corrupt_sessions(settings, DAY)
+    alone = {(t, d): validate_partition("raw", t, d) for t in TABLES for d in days}  # never moves anything
+    monkeypatch.setattr(validate.os, "cpu_count", lambda: 2)  # the split does not depend on the runner's CPUs
+    config = read_validation_config().model_copy(update={"workers": 2, "parallel_min_mb": 0})
+    assert len(validate._segments("raw", {t: days for t in TABLES}, settings, config)) == 2
+
+    with caplog.at_level(logging.INFO, logger=validate.__name__), pytest.raises(ValidationFailed) as raised:
+        validate_days("raw", days, config=config)
+
+    assert any("in 2 processes" in r.getMessage() for r in caplog.records)
+    outcomes = raised.value.outcomes
+    assert [(o.day, o.table) for o in outcomes] == [(d, t) for d in days for t in TABLES]
+    for outcome in outcomes:
+        reference = alone[(outcome.table, outcome.day)]
+        assert (outcome.success, outcome.rows, outcome.evaluated) == (reference.success, reference.rows,
+                                                                      reference.evaluated), outcome.summary()
+        assert outcome.failed == reference.failed, outcome.summary()
+        assert (outcome.quarantined_to is not None) == (not reference.success)
+        assert outcome.data_docs_page is not None and outcome.data_docs_page.is_file()
+    assert not alone[("sessions", DAY)].success and all(o.success for o in outcomes if o.day != DAY)
+
+
 def test_the_data_docs_index_is_great_expectations_default_one(settings: Settings, tmp_path: Path) -> None:
     from great_expectations.render.renderer.site_builder import SiteBuilder
 
