@@ -167,7 +167,7 @@ class ValidationConfig(_Strict):
         2, ge=1, le=64, description="Processes a large run's partitions are split over (capped by the CPU count)"
     )
     parallel_min_mb: float = Field(
-        256.0, ge=0, description="A run reads at least this many MB of parquet before it starts a second process"
+        8.0, ge=0, description="A run reads at least this many MB of parquet before it starts a second process"
     )
     raw: dict[str, TableChecks]
     features: dict[str, TableChecks]
