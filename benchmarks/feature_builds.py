@@ -109,7 +109,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", default="demo", choices=["tiny", "demo", "large"])
     parser.add_argument("--histories", type=int, nargs="+", default=[60, 120, 365], help="days of history")
-    parser.add_argument("--loads", type=int, nargs="+", default=[28, 90, 365], help="dates per history load")
+    parser.add_argument("--loads", type=int, nargs="*", default=[28, 90, 365], help="dates per load; none: skip")
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--work", type=Path, default=None, help="scratch folder [default: a temporary one]")
     parser.add_argument("--dags", action="store_true", help="also run each history's night through Airflow")

@@ -83,6 +83,7 @@ _RESULT_FORMAT = {"result_format": "BASIC", "partial_unexpected_count": _PARTIAL
 # _Gate._validate_together): the per-expectation cost of Great Expectations is paid once for them, not per date.
 # Larger partitions gain nothing from it (the metrics themselves dominate) and are validated alone.
 _UNION_ROWS = 200_000
+_PARTITION_COST_BYTES = 512 * 1024  # what validating one more partition costs beyond its bytes, in bytes' worth
 # Expectations a union of partitions with the same columns and dtypes can settle for each of them: checks of every
 # row on its own (a row that passes in the union passes alone), uniqueness (no duplicate in the union: none within
 # a partition) and the schema (the union's columns and dtypes are each partition's). Not row counts, means, null
@@ -300,9 +301,11 @@ def _segments(
         for day in days
         for folder in [partition_path(layer, name, day, settings)]
     ]
-    total = sum(size for _, _, size in sizes)
-    if workers < 2 or total < config.parallel_min_mb * 1024 * 1024:
+    if workers < 2 or sum(size for _, _, size in sizes) < config.parallel_min_mb * 1024 * 1024:
         return [dict(plan)]
+    # a partition costs its bytes plus a fixed share (its suite's per-expectation work): about 0.5 MB's worth
+    sizes = [(name, day, size + _PARTITION_COST_BYTES) for name, day, size in sizes]
+    total = sum(size for _, _, size in sizes)
     segments: list[dict[str, list[dt.date]]] = [{}]
     done = 0
     for name, day, size in sizes:
