@@ -96,11 +96,13 @@ def build_panel(units: pd.DataFrame, unit_days: pd.DataFrame, cfg: ExperimentCon
     units = units[units.variant.isin(cfg.variant_names)].sort_values("unit_id").reset_index(drop=True)
     index = pd.Index(units.unit_id)
     look_of = {d: i for i, d in enumerate(looks)}
-    exposure = units.exposure_date.map(lambda d: look_of.get(pd.Timestamp(d).date(), len(looks))).to_numpy()
+    # integer positions even when a frame is empty (an experiment with no rows in the lake's dates): numpy refuses
+    # the float64 an empty mapped Series gives as an index
+    exposure = units.exposure_date.map(lambda d: look_of.get(pd.Timestamp(d).date(), len(looks))).to_numpy(np.int64)
     exposed = exposure[:, None] <= np.arange(len(looks))[None, :]
     rows = index.get_indexer(unit_days.unit_id)
     keep = rows >= 0
-    days = unit_days.day[keep].map(lambda d: look_of.get(pd.Timestamp(d).date(), -1)).to_numpy()
+    days = unit_days.day[keep].map(lambda d: look_of.get(pd.Timestamp(d).date(), -1)).to_numpy(np.int64)
     rows, ok = rows[keep], days >= 0
     cumulative = {}
     for col in OUTCOME_COLUMNS:
@@ -110,7 +112,7 @@ def build_panel(units: pd.DataFrame, unit_days: pd.DataFrame, cfg: ExperimentCon
     return Panel(
         looks=looks,
         variants=cfg.variant_names,
-        arm=units.variant.map({v: i for i, v in enumerate(cfg.variant_names)}).to_numpy(),
+        arm=units.variant.map({v: i for i, v in enumerate(cfg.variant_names)}).to_numpy(np.int64),
         exposed=exposed,
         cumulative=cumulative,
         covariates={c: units[c].to_numpy(float) for c in COVARIATE_COLUMNS},
