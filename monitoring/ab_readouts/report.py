@@ -84,6 +84,11 @@ def _pct(value) -> str:
     return "n/a" if value is None else f"{value:+.2%}"
 
 
+def _p(value) -> str:
+    """A p-value, or n/a where it is undefined (no units yet: JSON keeps NaN as null)."""
+    return "n/a" if value is None else f"{value:.3g}"
+
+
 def _num(value) -> str:
     if value is None:
         return "n/a"
@@ -117,8 +122,8 @@ def render_readout(record: dict) -> str:
         [[v, srm["counts"][i], _num(srm["observed_shares"][i]), _num(srm["expected_shares"][i])]
          for i, v in enumerate(variants)],
     ))
-    parts.append(f"<p>Sequential SRM p = {srm['sequential_p']:.3g} (anytime-valid), chi-square p = "
-                 f"{srm['chi_square_p']:.3g}; the split fails below {srm['alpha']}.</p>")
+    parts.append(f"<p>Sequential SRM p = {_p(srm['sequential_p'])} (anytime-valid), chi-square p = "
+                 f"{_p(srm['chi_square_p'])}; the split fails below {srm['alpha']}.</p>")
     if record.get("design"):
         d_ = record["design"]
         parts.append(f"<p>Design check: with the units so far and a control rate of {d_['control_rate']:.2%}, a "
@@ -143,7 +148,7 @@ def render_readout(record: dict) -> str:
                 " / ".join(f"{u}: {_num(m['per_variant'][u]['mean'])} (n={m['per_variant'][u]['n']})"
                            for u in variants),
                 v, _pct(s["relative_lift"]), f"{_pct(s['ci_low'])}..{_pct(s['ci_high'])}",
-                f"{s['p_value_holm']:.3g}",
+                f"{_p(s['p_value_holm'])}",
                 "" if cuped is None else f"{cuped['variance_reduction']:.1%}",
                 "" if m["threshold"] is None else f"{m['threshold']:+.0%}: "
                 + record["guardrails"].get(name, {}).get(v, ""),
@@ -162,8 +167,8 @@ def render_readout(record: dict) -> str:
                 cuped = r.get("cuped")
                 rows.append([name, r["variant"], r["test"], _num(r["control_mean"]), _num(r["treatment_mean"]),
                              _num(r["difference"]), f"{_num(r['ci_low'])}..{_num(r['ci_high'])}", boot,
-                             _pct(r["relative_lift"]), f"{r['p_value']:.3g}", f"{r['p_value_holm']:.3g}",
-                             "" if not cuped else f"{_num(cuped['difference'])} (p {cuped['p_value']:.3g}, "
+                             _pct(r["relative_lift"]), f"{_p(r['p_value'])}", f"{_p(r['p_value_holm'])}",
+                             "" if not cuped else f"{_num(cuped['difference'])} (p {_p(cuped['p_value'])}, "
                              f"var -{cuped['variance_reduction']:.1%})"])
         parts.append(html_table(["metric", "treatment", "test", "control", "treatment mean", "difference", "CI",
                              "bootstrap CI", "relative lift", "p", "p (Holm)", "CUPED difference"], rows))
@@ -172,10 +177,10 @@ def render_readout(record: dict) -> str:
     parts.append("<h2>Daily history</h2>")
     parts.append(html_table(
         ["date", "units", "SRM p", "lift", "always-valid CI", "p (Holm)", "status"],
-        [[h["date"], " / ".join(map(str, h["units"])), f"{h['srm_sequential_p']:.3g}",
+        [[h["date"], " / ".join(map(str, h["units"])), f"{_p(h['srm_sequential_p'])}",
           " / ".join(_pct(x) for x in h["lift"]),
           " / ".join(f"{_pct(lo)}..{_pct(hi)}" for lo, hi in zip(h["ci_low"], h["ci_high"], strict=True)),
-          " / ".join(f"{p:.3g}" for p in h["p_value_holm"]), h["status"]] for h in reversed(record["history"])],
+          " / ".join(f"{_p(p)}" for p in h["p_value_holm"]), h["status"]] for h in reversed(record["history"])],
     ))
     parts.append("<p><a href='../../dt=" + record["run_date"] + "/index.html'>all experiments</a> · "
                  "<a href='readout.json'>readout.json</a></p>")

@@ -57,3 +57,23 @@ def test_day_rows_accumulate_per_unit_and_look() -> None:
     days = [START, START + dt.timedelta(days=2), START + dt.timedelta(days=9)]  # the last is after the last look
     panel = build_panel(units, _unit_days(["c0"], days), CFG, START + dt.timedelta(days=2))
     assert panel.cumulative["sessions"].tolist() == [[1.0, 1.0, 2.0], [0.0, 0.0, 0.0]]
+
+
+@pytest.mark.parametrize("units", [0, 4], ids=["no units", "units without day rows"])
+def test_the_readout_page_of_an_experiment_without_day_rows_says_n_a(units: int, tmp_path) -> None:
+    """Undefined p-values (no outcomes yet) are null in the JSON and ``n/a`` on the page, not a failed DAG."""
+    import json
+
+    from config.experiments import ExperimentRegistry
+    from monitoring.ab_readouts.readout import readout
+    from monitoring.ab_readouts.report import write_pages
+
+    day = START + dt.timedelta(days=2)
+    panel = build_panel(_units(units), _unit_days([], []), CFG, day)
+    registry = ExperimentRegistry(experiments={"exp_checkout": CFG})
+    record = readout(panel, CFG, registry, experiment_id="exp_checkout", run_date=day, mismatches=[])
+    written = write_pages(tmp_path, day, [record], [])
+    page = tmp_path / "exp_checkout" / f"dt={day.isoformat()}"
+    assert (page / "readout.html").is_file() and "n/a" in (page / "readout.html").read_text()
+    assert json.loads((page / "readout.json").read_text())["experiment_id"] == "exp_checkout"
+    assert written
