@@ -55,17 +55,12 @@ def storefront_features():
     @task
     def validate_raw_events(**context) -> dict[str, list[str]]:
         """Validate what the builds will read; returns the run's plan: feature table -> its dates."""
-        from feature_repo.expectations.config import dataset_names
         from feature_repo.expectations.validate import validate_table_days
-        from feature_repo.features.jobs import raw_table_days, table_days
+        from feature_repo.features.jobs import run_plan
 
         params = context["params"]
         reach_back = {name: dt.date.fromisoformat(d) for name, d in (params.get("table_history_from") or {}).items()}
-        days = run_days(context)
-        plan = table_days(days, params.get("tables"), reach_back)
-        reads = raw_table_days(plan)
-        if not params.get("tables"):  # a full run gates every raw table (the A/B readouts read the others)
-            reads = {name: reads.get(name, days) for name in dataset_names("raw")}
+        plan, reads = run_plan(run_days(context), params.get("tables"), reach_back)
         validate_table_days("raw", reads)
         return {name: [d.isoformat() for d in days] for name, days in plan.items()}
 

@@ -155,6 +155,26 @@ def raw_table_days(plan: Mapping[str, list[dt.date]]) -> dict[str, list[dt.date]
     return {raw: sorted(reads[raw]) for raw in sorted(reads)}
 
 
+def run_plan(
+    days: list[dt.date],
+    tables: list[str] | None = None,
+    reach_back: Mapping[str, dt.date] | None = None,
+) -> tuple[dict[str, list[dt.date]], dict[str, list[dt.date]]]:
+    """What one features run does: feature table -> the dates it builds (:func:`table_days`), and raw table -> the
+    dates the raw gate checks first.
+
+    The gate checks what the builds read (:func:`raw_table_days`); a run of every table (``tables`` None) gates
+    every raw table of the contract, at least over ``days``: the A/B readouts read the ones no build reads.
+    """
+    from feature_repo.contract.schema import TABLES
+
+    plan = table_days(days, tables, reach_back)
+    reads = raw_table_days(plan)
+    if not tables:
+        reads = {name: reads.get(name, sorted(days)) for name in TABLES}
+    return plan, reads
+
+
 def build_features_for_days(
     days: list[dt.date],
     tables: list[str] | None = None,

@@ -6,7 +6,7 @@ import datetime as dt
 
 import pytest
 
-from feature_repo.features.jobs import raw_table_days, raw_tables_read, table_days
+from feature_repo.features.jobs import raw_table_days, raw_tables_read, run_plan, table_days
 from feature_repo.features.state import date_range
 from feature_repo.features.tables import FEATURE_TABLES
 
@@ -54,3 +54,15 @@ def test_tables_limit_the_run_and_its_reads() -> None:
 def test_bad_plans_fail_before_anything_runs(tables, reach_back, message) -> None:
     with pytest.raises(ValueError, match=message):
         table_days(NIGHTS, tables, reach_back)
+
+
+def test_a_run_of_every_table_gates_every_raw_table() -> None:
+    plan, reads = run_plan(NIGHTS, reach_back={"customer_history": dt.date(2026, 1, 1)})
+    assert plan == table_days(NIGHTS, reach_back={"customer_history": dt.date(2026, 1, 1)})
+    from feature_repo.contract.schema import TABLES
+
+    assert list(reads) == list(TABLES)
+    assert reads["experiments"] == NIGHTS  # read by no build: the A/B readouts read it
+    assert reads["orders"][0] == dt.date(2026, 1, 1)
+    _, limited = run_plan(NIGHTS, ["session_kpis"])
+    assert list(limited) == ["sessions"]
