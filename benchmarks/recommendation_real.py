@@ -243,8 +243,8 @@ def fit_implicit(kind: str, s: Split, threads: int) -> tuple[Callable[[np.ndarra
 
 
 def fit_item_knn(s: Split, neighbors: int = 100) -> tuple[Callable[[np.ndarray], np.ndarray], dict[str, Any]]:
-    scores = rec.item_knn_scores(s.history.matrix, neighbors)
-    return (lambda rows: scores[rows]), {"neighbors": neighbors}
+    similarity = rec.item_knn_similarity(s.history.matrix, neighbors)
+    return (lambda rows: rec.item_knn_scores(s.history.matrix, similarity, rows)), {"neighbors": neighbors}
 
 
 def run(data: Dataset, threads: int) -> dict[str, dict[str, float]]:

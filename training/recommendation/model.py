@@ -70,6 +70,8 @@ MODEL_KEYS = {
     "patience",
     "seed",
     "strength_power",
+    "negatives",
+    "exact_softmax_up_to",
 }
 SPLIT_KEYS = {"validation_days", "knn_neighbors"}  # shape the split / the baseline, never searched over
 
@@ -274,54 +276,128 @@ def popularity_scores(train: sp.csr_matrix, n_users: int) -> np.ndarray:
     return np.broadcast_to(pop, (n_users, pop.shape[1]))
 
 
-def item_knn_scores(train: sp.csr_matrix, neighbors: int = 100) -> np.ndarray:
-    """Item-based kNN: cosine similarity of the products' customer vectors, the ``neighbors`` most similar kept.
+def item_knn_similarity(train: sp.csr_matrix, neighbors: int = 100, chunk: int = 2048) -> sp.csr_matrix:
+    """Item-based kNN: cosine similarity of the products' customer vectors, each product's ``neighbors`` most
+    similar kept (Sarwar et al. 2001, Deshpande & Karypis 2004), as a sparse (items x items) matrix.
 
-    ``score(c, p) = sum_{q in history(c)} strength(c, q) * sim(q, p)`` (Sarwar et al. 2001, Deshpande & Karypis 2004).
+    Built ``chunk`` products at a time, so a catalogue of 20k products never holds its dense 20k x 20k matrix.
     """
     from sklearn.preprocessing import normalize
 
     columns = normalize(train.T.tocsr().astype(np.float32), norm="l2", axis=1)
-    sim = (columns @ columns.T).toarray()
-    np.fill_diagonal(sim, 0.0)
-    if neighbors < sim.shape[1]:
-        cut = np.argpartition(-sim, neighbors - 1, axis=1)[:, neighbors:]
-        np.put_along_axis(sim, cut, 0.0, axis=1)
-    return np.asarray(train.astype(np.float32) @ sim)
+    n_items = columns.shape[0]
+    keep = min(neighbors, n_items)
+    blocks = []
+    for start in range(0, n_items, chunk):
+        sim = (columns[start : start + chunk] @ columns.T).toarray()
+        sim[np.arange(len(sim)), np.arange(start, start + len(sim))] = 0.0
+        if keep < n_items:
+            cut = np.argpartition(-sim, keep - 1, axis=1)[:, keep:]
+            np.put_along_axis(sim, cut, 0.0, axis=1)
+        blocks.append(sp.csr_matrix(sim))
+    return sp.vstack(blocks, format="csr")
+
+
+def item_knn_scores(train: sp.csr_matrix, similarity: sp.csr_matrix, rows: np.ndarray) -> np.ndarray:
+    """``score(c, p) = sum_{q in history(c)} strength(c, q) * sim(q, p)`` for the customers ``rows``, dense."""
+    return np.asarray((train[rows].astype(np.float32) @ similarity).toarray())
+
+
+def rank_rows(
+    scores: Callable[[np.ndarray], np.ndarray],
+    rows: np.ndarray,
+    excluded: sp.csr_matrix,
+    k: int,
+    chunk: int = 2048,
+) -> list[np.ndarray]:
+    """:func:`rank_scores` of ``scores(rows)`` a ``chunk`` of rows at a time (``excluded`` indexed like ``rows``):
+    the dense (rows x catalogue) scores of every customer never exist at once."""
+    ranked: list[np.ndarray] = []
+    for start in range(0, len(rows), chunk):
+        part = rows[start : start + chunk]
+        ranked += rank_scores(scores(part), excluded[part], k)
+    return ranked
 
 
 # --- the model -----------------------------------------------------------------------------------------------------
 class SoftmaxMF(nn.Module):
-    """Matrix factorisation scored over the whole catalogue: ``logits[c] = U[c] @ V.T + b``."""
+    """Matrix factorisation scored over the whole catalogue: ``logits[c] = U[c] @ V.T + b``.
 
-    def __init__(self, n_users: int, n_items: int, dim: int) -> None:
+    With ``negatives`` > 0 and a catalogue larger than ``exact_up_to`` products, training estimates the softmax's
+    normaliser from ``negatives`` products sampled per minibatch (shared by its rows) from ``proposal`` (the pair
+    counts per product, smoothed: ``q ∝ (count + 1) ** 0.75``), the sampled softmax of Jean et al. (2015) with the
+    logQ correction of TensorFlow's ``sampled_softmax_loss``: every candidate's logit less ``log(negatives * q)``,
+    and a sampled product that is the row's own positive masked out. The forward pass then returns the positive's
+    logit in column 0 and the samples' after it. In eval mode (validation loss, scores) it is always the exact
+    softmax over the catalogue.
+    """
+
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        dim: int,
+        *,
+        negatives: int = 0,
+        exact_up_to: int = 0,
+        proposal: np.ndarray | None = None,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
+        self.n_items = n_items
         self.user = nn.Embedding(n_users, dim)
         self.item = nn.Embedding(n_items, dim)
         self.bias = nn.Parameter(torch.zeros(n_items))
         nn.init.normal_(self.user.weight, std=0.1)
         nn.init.normal_(self.item.weight, std=0.1)
+        self.negatives = negatives if sampled_softmax(n_items, negatives, exact_up_to) else 0
+        q = np.power(np.asarray(proposal if proposal is not None else np.zeros(n_items), np.float64) + 1.0, 0.75)
+        q /= q.sum()
+        self.register_buffer("proposal", torch.from_numpy(q.astype(np.float32)), persistent=False)
+        self.register_buffer("log_expected", torch.log(self.proposal * max(self.negatives, 1)), persistent=False)
+        self.sampler = torch.Generator().manual_seed(seed)  # on the CPU: the samples do not depend on the device
 
-    def forward(self, users: torch.Tensor) -> torch.Tensor:
-        return self.user(users) @ self.item.weight.T + self.bias
+    def forward(self, users: torch.Tensor, items: torch.Tensor | None = None) -> torch.Tensor:
+        u = self.user(users)
+        if not (self.training and self.negatives and items is not None):
+            return u @ self.item.weight.T + self.bias
+        sampled = torch.multinomial(self.proposal.cpu(), self.negatives, replacement=True, generator=self.sampler)
+        sampled = sampled.to(users.device)
+        positive = (u * self.item(items)).sum(dim=1) + self.bias[items] - self.log_expected[items]
+        negative = u @ self.item(sampled).T + (self.bias[sampled] - self.log_expected[sampled])
+        negative = negative.masked_fill(sampled.unsqueeze(0) == items.unsqueeze(1), float("-inf"))
+        return torch.cat([positive.unsqueeze(1), negative], dim=1)
 
 
-def weighted_softmax_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean over the batch's pairs of ``-w * log softmax(logits)[item]``, weights normalised to mean 1.
+def sampled_softmax(n_items: int, negatives: int, exact_up_to: int) -> bool:
+    """Whether training samples the softmax's normaliser: asked for, and the catalogue too large for the exact one."""
+    return negatives > 0 and n_items > max(exact_up_to, negatives + 1)
 
-    ``target`` packs (item index, weight) per row, so the shared loop's single target tensor carries both.
+
+def weighted_softmax_loss(n_items: int) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """The loss: mean over the batch's pairs of ``-w * log softmax(logits)[item]``, weights normalised to mean 1.
+
+    ``target`` packs (item index, weight) per row, so the shared loop's single target tensor carries both. Logits
+    over the whole catalogue (``n_items`` wide) take the item index as the column; a sampled softmax's candidates
+    (:class:`SoftmaxMF`, never as wide as the catalogue) have the positive in column 0.
     """
-    items, weights = target[:, 0].long(), target[:, 1]
-    nll = nn.functional.cross_entropy(logits, items, reduction="none")
-    return (weights * nll).sum() / weights.sum()
+
+    def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        items, weights = target[:, 0].long(), target[:, 1]
+        column = items if logits.shape[1] == n_items else torch.zeros_like(items)
+        nll = nn.functional.cross_entropy(logits, column, reduction="none")
+        return (weights * nll).sum() / weights.sum()
+
+    return loss
 
 
 def pair_data(matrix: sp.csr_matrix, strength_power: float) -> TrainingData:
-    """One row per (user, item) pair of ``matrix``: input the user, target (item, strength ** power)."""
+    """One row per (user, item) pair of ``matrix``: inputs the user and the item, target (item, strength ** power)."""
     coo = matrix.tocoo()
     weights = np.power(coo.data, strength_power).astype(np.float32)
     target = np.column_stack([coo.col.astype(np.float32), weights])
-    return TrainingData((torch.from_numpy(coo.row.astype(np.int64)),), torch.from_numpy(target))
+    inputs = (torch.from_numpy(coo.row.astype(np.int64)), torch.from_numpy(coo.col.astype(np.int64)))
+    return TrainingData(inputs, torch.from_numpy(target))
 
 
 def _loop_config(hp: dict[str, Any], max_epochs: int | None = None) -> LoopConfig:
@@ -341,14 +417,6 @@ def factors(module: SoftmaxMF) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         module.item.weight.detach().numpy().astype(np.float32),
         module.bias.detach().numpy().astype(np.float32),
     )
-
-
-def model_scores(module: SoftmaxMF, users: np.ndarray | None = None) -> np.ndarray:
-    """Dense scores (users x items) of the fitted model; ``users`` selects rows (default: all)."""
-    u, v, b = factors(module)
-    if users is not None:
-        u = u[users]
-    return u @ v.T + b
 
 
 @dataclass(frozen=True)
@@ -390,7 +458,7 @@ def fit_recommender(
     ``validation`` is a (users x items) matrix on the train user axis; the winner has the best ``select_on``
     ranking the full catalogue for the users with validation interactions (``excluded`` pairs removed).
     """
-    n_users, n_items = train.matrix.shape
+    n_items = train.matrix.shape[1]
     val_rows = np.flatnonzero(np.diff(validation.indptr) > 0)
     if len(val_rows) == 0:
         raise ValueError("no validation interaction of a customer seen in training: cannot select a model")
@@ -404,15 +472,15 @@ def fit_recommender(
             raise KeyError(f"unknown recommendation hyperparameter(s) {sorted(unknown)}; known: {sorted(MODEL_KEYS)}")
         power = float(hp.get("strength_power", 1.0))
         result = fit(
-            lambda hp=hp: SoftmaxMF(n_users, n_items, int(hp["dim"])),
+            lambda hp=hp: _module(hp, len(train.users), train.matrix),
             pair_data(train.matrix, power),
             _validation_pairs(validation, power),
-            weighted_softmax_loss,
+            weighted_softmax_loss(n_items),
             _loop_config(hp),
             device,
             label=f"{label}[{i}/{len(grid)}]",
         )
-        ranked = rank_scores(model_scores(result.model, val_rows), excluded[val_rows], max(DEFAULT_KS))
+        ranked = rank_rows(_scorer(result.model), val_rows, excluded, max(DEFAULT_KS))
         metrics = ranking_metrics(ranked, relevant)
         candidates.append(
             Candidate(hp, result.best_val_loss, metrics, result.best_epoch, len(result.history), result.seconds)
@@ -434,15 +502,34 @@ def fit_recommender(
         return FittedRecommender(result.model, chosen, result.best_epoch, candidates, None)
     power = float(chosen.get("strength_power", 1.0))
     refit = fit(
-        lambda: SoftmaxMF(len(refit_on.users), n_items, int(chosen["dim"])),
+        lambda: _module(chosen, len(refit_on.users), refit_on.matrix),
         pair_data(refit_on.matrix, power),
         None,  # no held-out days left: runs the chosen number of epochs and keeps the last
-        weighted_softmax_loss,
+        weighted_softmax_loss(n_items),
         _loop_config(chosen, max_epochs=result.best_epoch),
         device,
         label=f"{label} refit",
     )
     return FittedRecommender(refit.model, chosen, result.best_epoch, candidates, refit)
+
+
+def _scorer(module: SoftmaxMF) -> Callable[[np.ndarray], np.ndarray]:
+    """Dense scores over the catalogue of the fitted ``module`` for the given user rows."""
+    u, v, b = factors(module)
+    return lambda rows: u[rows] @ v.T + b
+
+
+def _module(hp: dict[str, Any], n_users: int, matrix: sp.csr_matrix) -> SoftmaxMF:
+    """The grid point's module; a sampled softmax draws from the products' pair counts in ``matrix``."""
+    return SoftmaxMF(
+        n_users,
+        matrix.shape[1],
+        int(hp["dim"]),
+        negatives=int(hp.get("negatives", 0)),
+        exact_up_to=int(hp.get("exact_softmax_up_to", 0)),
+        proposal=np.diff(matrix.tocsc().indptr),
+        seed=int(hp["seed"]),
+    )
 
 
 def _validation_pairs(validation: sp.csr_matrix, power: float) -> TrainingData:
@@ -509,18 +596,20 @@ def evaluate_on_holdout(
     warm_rows = np.flatnonzero((warm_pos >= 0) & has_rel)
     hist_rows = warm_pos[warm_rows]
     relevant = [relevant_all[r] for r in warm_rows]
-    methods = {
-        "model": state.user_factors[hist_rows] @ state.item_factors.T + state.item_bias,
-        "popularity": popularity_scores(history.matrix, len(hist_rows)),
-        "item_knn": item_knn_scores(history.matrix, knn_neighbors)[hist_rows],
+    knn = item_knn_similarity(history.matrix, knn_neighbors)
+    methods: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+        "model": lambda r: state.user_factors[r] @ state.item_factors.T + state.item_bias,
+        "popularity": lambda r: popularity_scores(history.matrix, len(r)),
+        "item_knn": lambda r: item_knn_scores(history.matrix, knn, r),
     }
     cold_rows = np.flatnonzero((warm_pos < 0) & has_rel)
-    cold_ranked = rank_scores(
-        popularity_scores(history.matrix, len(cold_rows)), sp.csr_matrix((len(cold_rows), len(history.items))), k
+    nothing_bought = sp.csr_matrix((len(cold_rows), len(history.items)))
+    cold_ranked = rank_rows(
+        lambda r: popularity_scores(history.matrix, len(r)), np.arange(len(cold_rows)), nothing_bought, k
     )
     out: dict[str, dict[str, float]] = {}
     for name, scores in methods.items():
-        ranked = rank_scores(scores, excluded[hist_rows], k)
+        ranked = rank_rows(scores, hist_rows, excluded, k)
         out[name] = ranking_metrics(ranked, relevant)
         out[f"{name}_all"] = ranking_metrics(ranked + cold_ranked, relevant + [relevant_all[r] for r in cold_rows])
     return Evaluation(out, len(warm_rows), len(warm_rows) + len(cold_rows))

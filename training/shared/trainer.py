@@ -118,6 +118,15 @@ def _mark_step(device: torch.device) -> None:
         htcore.mark_step()
 
 
+def _fused(device: torch.device) -> bool | None:
+    """AdamW's fused kernel where torch has one (CPU, CUDA): one pass over the parameters instead of a dozen.
+
+    For a model with large embeddings it is most of a step's time: the recommender's 100k x 64 customer factors
+    took 66 ms per AdamW step with the default (foreach) implementation and 9 ms fused, on one CPU thread.
+    """
+    return True if device.type in {"cpu", "cuda"} else None
+
+
 def _to(batch: Sequence[torch.Tensor], device: torch.device) -> tuple[torch.Tensor, ...]:
     non_blocking = device.type == "cuda"
     return tuple(t.to(device, non_blocking=non_blocking) for t in batch)
@@ -192,7 +201,9 @@ def _fit(
 ) -> FitResult:
     seed_everything(config.seed)
     model = build_model().to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay, fused=_fused(device)
+    )
     shuffler = torch.Generator().manual_seed(config.seed)  # CPU generator: the order does not depend on the device
 
     best_state = {k: v.detach().to("cpu", copy=True) for k, v in model.state_dict().items()}
