@@ -26,7 +26,6 @@ are compared by log loss, PR-AUC and accuracy beside always-"no", never by accur
 from __future__ import annotations
 
 import argparse
-import inspect
 import json
 import logging
 import math
@@ -694,41 +693,23 @@ def run_kpi_impact(
 ) -> list[str]:
     """The KPI impact analysis of each model on the test sessions, one report per model under ``out_dir``.
 
-    Every report's reliability plot shows all the models. Returns printable lines; when
-    ``training.conversion.kpi_impact``
-    is missing or its API is not the expected one, a line saying so (the benchmark's figures stand without it).
+    Every report's reliability plot shows all the models. Returns printable lines.
     """
-    try:
-        from training.conversion import kpi_impact
-    except ImportError as exc:
-        return [f"KPI impact: skipped, training.conversion.kpi_impact does not import ({exc})"]
-    analyze = getattr(kpi_impact, "analyze_kpi_impact", None)
-    write = getattr(kpi_impact, "write_report", None)
-    if not callable(analyze) or not callable(write):
-        return ["KPI impact: skipped, training.conversion.kpi_impact has no analyze_kpi_impact/write_report"]
-    accepted = set(inspect.signature(analyze).parameters)
-    if not {"label", "improve"} <= accepted:
-        return [f"KPI impact: skipped, analyze_kpi_impact takes {sorted(accepted)}, not label= and improve="]
+    from training.conversion.kpi_impact import analyze_kpi_impact
+    from training.conversion.kpi_impact_report import write_report
+
     holdout = test[[*NUMERIC_COLUMNS, *CATEGORICAL_COLUMNS, *FLAG_COLUMNS, LABEL]].reset_index(drop=True)
     y = _labels(holdout)
     curves = {name: (y, predict(holdout)) for name, predict in predictors.items()}
-    report_kwargs = {"calibration": curves} if "calibration" in inspect.signature(write).parameters else {}
     lines: list[str] = []
     for name, predict in predictors.items():
-        result = analyze(predict, holdout, list(KPI_COLUMNS), label=LABEL, improve=dict(IMPROVE))
+        result = analyze_kpi_impact(predict, holdout, list(KPI_COLUMNS), label=LABEL, improve=dict(IMPROVE))
         folder = out_dir / f"kpi_impact_{name.lower()}"
         title = f"KPI impact on UCI Online Shoppers: {name}, {len(holdout)} test sessions"
-        paths = write(result, folder, title=title, **report_kwargs)
-        report = paths.get("html") or paths.get("markdown") or folder
-        lines += ["", f"KPI impact ranking, {name} (report: {report}):", *_ranking_lines(result)]
+        paths = write_report(result, folder, title=title, calibration=curves)
+        table = result.ranking_table().to_string(index=False, float_format=lambda v: f"{v:.4g}").splitlines()
+        lines += ["", f"KPI impact ranking, {name} (report: {paths['html']}):", *table]
     return lines[1:]
-
-
-def _ranking_lines(result: Any) -> list[str]:
-    table = getattr(result, "ranking_table", None)
-    if callable(table):
-        return table().to_string(index=False, float_format=lambda v: f"{v:.4g}").splitlines()
-    return [f"{i}. {kpi}" for i, kpi in enumerate(getattr(result, "ranking", ()), start=1)]
 
 
 # --- printing ------------------------------------------------------------------------------------------------------

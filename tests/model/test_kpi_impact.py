@@ -33,7 +33,8 @@ from pydantic import ValidationError
 from config.models import KpiImpactConfig, ModelConfig, ModelsConfig, read_models_config
 from feature_repo.contract.schema import KPI_NAMES
 from simulator.truth import load_truth
-from training.conversion.kpi_impact import KpiImpactResult, analyze_kpi_impact, improved_values, write_report
+from training.conversion.kpi_impact import KpiImpactResult, analyze_kpi_impact, improved_values
+from training.conversion.kpi_impact_report import write_report
 from training.conversion.model import (
     MODEL_NAME,
     TrainingResult,
@@ -375,6 +376,32 @@ def test_training_logs_the_kpi_impact_report(trained: TrainingResult, logged_imp
     assert run.data.params["calibration"] == "platt" and float(run.data.params["calibration.slope"]) > 0
     assert run.data.metrics["ece"] < 0.01 and "uncalibrated_ece" in run.data.metrics
     assert run.data.metrics["kpi_impact_seconds"] > 0  # its speed is a benchmark figure, not a test
+
+
+def test_the_cli_analyses_a_logged_model_as_training_did(
+    trained: TrainingResult, logged_impact: dict, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """``python -m training.conversion.kpi_impact_cli`` on the registered version and its logged holdout: the
+    served pyfunc's what-if is the one training logged (the same model on the same sessions)."""
+    from training.conversion import kpi_impact_cli
+
+    kpi_impact_cli.main(
+        [trained.model_uri, str(trained.holdout_path), str(tmp_path / "cli"), "--n-bootstrap", "20", "--seed", "1"]
+    )
+    printed = capsys.readouterr().out
+    impact = json.loads((tmp_path / "cli" / "impact.json").read_text())
+    assert (tmp_path / "cli" / "report.html").is_file() and str(tmp_path / "cli" / "report.html") in printed
+    assert impact["sessions"] == logged_impact["sessions"]
+    assert impact["ranking"] == logged_impact["ranking"]
+
+    def five_pct(record: dict) -> dict[str, float]:
+        return {
+            r["kpi"]: r["delta_conversion_rate"]
+            for r in record["what_if"]
+            if r["improvement"] == 0.05 and r["population"] == "all"
+        }
+
+    assert five_pct(impact) == pytest.approx(five_pct(logged_impact), rel=1e-4, abs=1e-9)
 
 
 def test_the_top_of_the_ranking_is_planted(every_session: KpiImpactResult, truth: dict) -> None:

@@ -12,9 +12,10 @@ The split is by time inside the training window (the ``training_window_days`` da
 The preprocessing is fitted on train only; a seeded search over the config's grid picks the candidate with the
 lowest validation loss (early stopping also watches validation); with ``calibration: platt`` a logistic
 recalibration fitted on the validation days is folded into the output layer; the holdout is touched once, for the
-metrics, the KPI impact analysis (``training/conversion/kpi_impact.py``, logged under ``kpi_impact/``) and the promotion
-gate. The model is logged as a pyfunc (``training/conversion/pyfunc.py``, models-from-code) and registered as a
-new version of ``conversion``; promotion is the gate's business, not this module's.
+metrics, the KPI impact analysis (``training/conversion/kpi_impact.py``, rendered by ``kpi_impact_report.py``, logged
+under ``kpi_impact/``) and the promotion gate. The model is logged as a pyfunc (``training/conversion/pyfunc.py``,
+models-from-code) and registered as a new version of ``conversion``; promotion is the gate's business, not
+this module's.
 """
 
 from __future__ import annotations
@@ -38,7 +39,8 @@ from config.models import DriftConfig, KpiImpactConfig, ModelConfig, ModelsConfi
 from feature_repo.contract.schema import KPI_NAMES, SESSIONS
 from feature_repo.features.tables import CUSTOMER_HISTORY, EVENT_TIMESTAMP, SESSION_KPIS
 from training.conversion import pyfunc as conversion_pyfunc
-from training.conversion.kpi_impact import KpiImpactResult, analyze_kpi_impact, write_report
+from training.conversion.kpi_impact import KpiImpactResult, analyze_kpi_impact
+from training.conversion.kpi_impact_report import write_report
 from training.conversion.pyfunc import (
     ConversionMLP,
     ConversionPreprocessor,
