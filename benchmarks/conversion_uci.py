@@ -1,26 +1,28 @@
-"""The conversion MLP on real sessions: UCI Online Shoppers Purchasing Intention, next to LightGBM on the same split.
+"""The nightly's conversion trainer on real sessions: UCI Online Shoppers Purchasing Intention, next to LightGBM.
 
-Both models see one fixed stratified split (70/15/15 train/validation/test, seed 7). Each runs a small seeded
-search whose candidates are judged by validation log loss; the test rows are scored once, at the end. Both
-searches choose among the same inputs: which categoricals (``FEATURE_SETS``) and whether to add the engineered
-ratio and total columns (``ENGINEERED_COLUMNS``, derived from the raw columns at prediction time). The MLP is
-the conversion model's network and preprocessing (``training.conversion.pyfunc``) trained by the shared loop
-(``training.shared.trainer.fit``); the chosen configuration is retrained with a few more seeds and the probabilities are
-averaged. Printed: ROC-AUC, PR-AUC, log loss, Brier, ECE, base rate, accuracy beside majority accuracy, training
-time and throughput, CPU batch-inference rows/s, and per model the KPI impact ranking
-(``training.conversion.kpi_impact``) on
-the test sessions, whose reports are written under ``<reports>/benchmarks/conversion_uci/kpi_impact_<model>/``.
+**The model benchmarked is the model the nightly ships**: the MLP is trained by the functions ``train_conversion``
+runs, ``training.conversion.model.search`` (every grid point with the same seed through the shared loop, the lowest
+validation loss wins), ``calibrate`` (Platt scaling on the validation part, folded into the output layer),
+``ConversionPreprocessor`` and ``predict_proba``, with this file's columns and a grid in the config's form
+(:data:`MLP_GRID`, what a shop would put in ``config/models.yaml``). No ensemble, no class weight, no engineered
+columns: the nightly has none. The UCI file has no basket stage, so the model runs as one stage. LightGBM, the
+baseline, searches more (:data:`LIGHTGBM_GRID`: categorical sets, engineered ratio and total columns).
 
-    python benchmarks/conversion_uci.py                        # device auto, 1 CPU thread per model
+Protocol (issue 17, decision 1): stratified 70/15/15 train/validation/test splits; every choice is made on the
+validation part by log loss and the test rows are scored once. The target is judged on :data:`JUDGED_SPLIT_SEEDS`
+(10 seeds that no tuning choice has looked at): the MLP's mean test ROC-AUC >= 0.93 and the mean paired gap to
+LightGBM (same splits, same run) >= -0.005, with a bootstrap interval over the splits. The fixed split (seed 7, the
+one earlier choices were made on) is printed beside them with bootstrap intervals over its test rows, training and
+inference speed, and per model the KPI impact ranking on its test sessions (reports under
+``<reports>/benchmarks/conversion_uci/kpi_impact_<model>/``).
+
+    python benchmarks/conversion_uci.py                        # device auto; the fixed split + the 10 judged splits
     python benchmarks/conversion_uci.py --device cpu --threads 2
-    python benchmarks/conversion_uci.py --repeat-splits 5      # also the protocol on 5 other splits (variance)
+    python benchmarks/conversion_uci.py --repeat-splits 0 --no-kpi-impact   # the fixed split only
 
-Targets (issue 4): MLP test ROC-AUC >= 0.93 and within 0.01 of LightGBM's.
-
-Class imbalance (15.5% positive): the split is stratified so every part has the base rate; the MLP weighs the
-positive class by sqrt(negatives / positives) in the loss (weight 1 did worse on validation), and a weighted
-model's logit is shifted by -ln(weight) (the prior correction) so that its probabilities stay calibrated; models
-are compared by log loss, PR-AUC and accuracy beside always-"no", never by accuracy alone.
+Class imbalance (15.5% positive): the split is stratified so every part has the base rate; the nightly trains on
+the plain log loss and Platt scaling keeps its probabilities calibrated; models are compared by ROC-AUC, log loss,
+PR-AUC and accuracy beside always-"no", never by accuracy alone.
 """
 
 from __future__ import annotations
@@ -28,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -39,16 +40,16 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from scipy.stats import bootstrap, rankdata
 from sklearn.metrics import log_loss
 from sklearn.model_selection import train_test_split
 
 from config.settings import REPO_ROOT, get_settings
-from training.conversion.pyfunc import ConversionMLP, ConversionPreprocessor
+from training.conversion import model as conversion
+from training.conversion.pyfunc import ConversionMLP, ConversionPreprocessor, predict_proba
 from training.shared.devices import select_device
 from training.shared.metrics import binary_classification_metrics
-from training.shared.trainer import LoopConfig, TrainingData, expand_grid, fit
+from training.shared.trainer import TrainingData, expand_grid
 
 logger = logging.getLogger(__name__)
 
@@ -70,10 +71,10 @@ NUMERIC_COLUMNS = (
 )
 CATEGORICAL_COLUMNS = ("Month", "OperatingSystems", "Browser", "Region", "TrafficType", "VisitorType")
 FLAG_COLUMNS = ("Weekend",)
-PAGE_VALUE_FLAG = "PageValues_positive"  # derived: a session that saw a valued page converts 56% of the time, else 4%
-# Derived numeric columns a practitioner adds on this file, offered to both models when the search's
-# ``engineered`` is true: a ratio is numerator / max(denominator, 1) with negatives (the -1 durations) clipped to 0,
-# so a session without pages of a kind gets 0; a total is the sum over the three page kinds.
+# Derived numeric columns a practitioner adds on this file, offered to LightGBM when its search's ``engineered`` is
+# true (the nightly MLP has none; in 5-fold CV they gained neither model anything). A ratio is numerator /
+# max(denominator, 1) with negatives (the -1 durations) clipped to 0, so a session without pages of a kind gets 0;
+# a total is the sum over the three page kinds.
 RATIO_COLUMNS: dict[str, tuple[str, str]] = {
     "PageValues_per_product_page": ("PageValues", "ProductRelated"),  # page value spread over the product pages
     "Administrative_seconds_per_page": ("Administrative_Duration", "Administrative"),
@@ -104,21 +105,20 @@ KPI_COLUMNS = (
 )
 IMPROVE = {kpi: "decrease" if kpi in ("BounceRates", "ExitRates") else "increase" for kpi in KPI_COLUMNS}
 
-# Narrowed on validation only (see docs/conversion_uci.md): in the earlier 16-point grid all five best candidates
-# by validation log loss used the "engagement" set and 4 of 5 the sqrt-balanced weight, and weight decay 1e-4 vs
-# 1e-2 moved validation log loss by < 0.0003; in a grid that also tried dropout 0.2, 4 of the 5 best used 0.4.
-# The slots go to the "visit" set and the engineered columns, which the search may take or leave.
+# The MLP's inputs: the numeric columns, the weekend flag and the "visit" categoricals (Month, VisitorType), the
+# best set in 5-fold CV inside the seed-7 train+validation (docs/conversion_uci.md), as a shop chooses its feature
+# service. Its grid, in config/models.yaml's form, narrowed on the seed-7 validation part and that CV only: the
+# demo shop's grid (32 units, batch 1024, 40 epochs) stops at its last epoch on 8,600 training rows.
+MLP_CATEGORICALS = FEATURE_SETS["visit"]
 MLP_GRID: dict[str, Any] = {
-    "feature_set": ["engagement", "visit"],
-    "engineered": [False, True],
     "hidden_sizes": [[64, 32], [128, 64]],
     "dropout": 0.4,
     "weight_decay": 1e-2,
-    "class_weight": "sqrt_balanced",
     "learning_rate": 1e-3,
     "batch_size": 128,
     "max_epochs": 80,
     "patience": 8,
+    "seed": 7,
 }
 # num_leaves 31 never reached the best five by validation log loss in the earlier grid: its slot went to the inputs.
 LIGHTGBM_GRID: dict[str, Any] = {
@@ -133,9 +133,11 @@ LIGHTGBM_GRID: dict[str, Any] = {
     "num_boost_round": 3000,
     "early_stopping_rounds": 100,
 }
-ENSEMBLE_SEEDS = (7, 8, 9, 10, 11)
-TARGET_ROC_AUC = 0.93
-TARGET_GAP = 0.01
+FIXED_SPLIT_SEED = 7  # the split earlier choices were made on: printed beside the judged ones, never judged
+# Ten split seeds no choice has looked at (101-105 were printed by an earlier version of this benchmark).
+JUDGED_SPLIT_SEEDS = tuple(range(201, 211))
+TARGET_ROC_AUC = 0.93  # mean test ROC-AUC over the judged splits
+TARGET_GAP = 0.005  # mean paired MLP - LightGBM gap over the judged splits >= -TARGET_GAP
 INFERENCE_ROWS = 100_000  # the test rows tiled to this many for the throughput measurements
 BOOTSTRAP_RESAMPLES = 1000  # test-set resamples behind the ROC-AUC intervals
 
@@ -180,113 +182,45 @@ def _labels(frame: pd.DataFrame) -> np.ndarray:
     return frame[LABEL].to_numpy(dtype=np.int64)
 
 
-# --- the MLP -------------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class SessionFeatures:
-    """Raw UCI columns -> the MLP's float32 matrix: the conversion preprocessor plus the PageValues > 0 flag
-    and, with ``engineered``, the derived ratio and total columns (:data:`ENGINEERED_COLUMNS`).
-
-    Numeric columns get ``log1p`` and standardization (missing -> the training mean), categoricals a one-hot
-    with an unknown bucket, flags 0/1. Derived columns are computed inside ``transform`` so that a what-if that
-    changes PageValues or a duration changes them too.
-    """
+# --- the nightly's MLP ---------------------------------------------------------------------------------------------
+@dataclass
+class NightlyMLP:
+    """What the nightly ships: the fitted preprocessing and the Platt-scaled network (``ConversionMLP``)."""
 
     preprocessor: ConversionPreprocessor
+    module: ConversionMLP
+    platt: tuple[float, float] | None  # slope, intercept folded into the output layer (None: served uncalibrated)
 
-    @classmethod
-    def fit(cls, train: pd.DataFrame, categorical_columns: Sequence[str], engineered: bool = False) -> SessionFeatures:
-        return cls(
-            ConversionPreprocessor.fit(
-                _derive(train),
-                list(_numeric_columns(engineered)),
-                [],
-                [*FLAG_COLUMNS, PAGE_VALUE_FLAG],
-                list(categorical_columns),
-            )
-        )
-
-    @property
-    def n_features(self) -> int:
-        return len(self.preprocessor.feature_names)
-
-    def transform(self, frame: pd.DataFrame) -> np.ndarray:
-        return self.preprocessor.transform(_derive(frame))
-
-
-def _numeric_columns(engineered: bool) -> tuple[str, ...]:
-    return (*NUMERIC_COLUMNS, *ENGINEERED_COLUMNS) if engineered else NUMERIC_COLUMNS
-
-
-def _derive(frame: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` with the PageValues > 0 flag and the engineered columns added (missing inputs give NaN)."""
-
-    def number(column: str) -> pd.Series:
-        return pd.to_numeric(frame[column], errors="coerce").clip(lower=0.0)
-
-    derived = {PAGE_VALUE_FLAG: (number("PageValues") > 0).astype(np.float64)}
-    for name, (numerator, denominator) in RATIO_COLUMNS.items():
-        derived[name] = number(numerator) / number(denominator).clip(lower=1.0)
-    for name, columns in TOTAL_COLUMNS.items():
-        derived[name] = sum((number(c) for c in columns), start=pd.Series(0.0, index=frame.index))
-    return frame.assign(**derived)
-
-
-def _pos_weight(class_weight: str, train: pd.DataFrame) -> float:
-    positives = float(train[LABEL].sum())
-    if class_weight == "none":
-        return 1.0
-    if class_weight == "sqrt_balanced":
-        return math.sqrt((len(train) - positives) / positives)
-    raise ValueError(f"unknown class_weight {class_weight!r}; expected 'none' or 'sqrt_balanced'")
-
-
-def _weighted_bce(pos_weight: float) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
-    def loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-        weight = torch.tensor(pos_weight, dtype=logits.dtype, device=logits.device)
-        return F.binary_cross_entropy_with_logits(logits, target, pos_weight=weight)
-
-    return loss
-
-
-@dataclass
-class MLPEnsemble:
-    """Members trained with different seeds; P(convert) is their mean prior-corrected probability."""
-
-    features: SessionFeatures
-    members: list[ConversionMLP]
-    pos_weight: float
+    def matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.preprocessor.transform(frame)
 
     @torch.no_grad()
     def predict_matrix(self, x: np.ndarray, batch_size: int = 65536) -> np.ndarray:
-        """P(convert) per row of a feature matrix (``features.transform``), on the members' device."""
-        device = next(self.members[0].parameters()).device
-        shift = math.log(self.pos_weight)
+        """P(convert) per row of a feature matrix (:meth:`matrix`), on the module's device."""
+        self.module.eval()
+        device = next(self.module.parameters()).device
         x_all = torch.from_numpy(x)
-        total = torch.zeros(len(x), dtype=torch.float64)
-        for member in self.members:
-            member.eval()
-            for start in range(0, len(x), batch_size):
-                logits = member(x_all[start : start + batch_size].to(device)) - shift
-                total[start : start + batch_size] += torch.sigmoid(logits).double().cpu()
-        return (total / len(self.members)).numpy()
+        out = [
+            torch.sigmoid(self.module(x_all[i : i + batch_size].to(device))).cpu() for i in range(0, len(x), batch_size)
+        ]
+        return torch.cat(out).double().numpy()
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
-        """P(convert) per session of ``frame`` (raw UCI columns)."""
-        return self.predict_matrix(self.features.transform(frame))
+        """P(convert) per session of ``frame`` (raw UCI columns): the pyfunc's ``predict_proba``."""
+        return predict_proba(self.module, self.preprocessor, frame)
 
-    def to(self, device: torch.device | str) -> MLPEnsemble:
-        for member in self.members:
-            member.to(device)
+    def to(self, device: torch.device | str) -> NightlyMLP:
+        self.module.to(device)
         return self
 
 
 @dataclass
 class FitStats:
-    """What fitting one model (or an ensemble's members) took."""
+    """What fitting the chosen model took."""
 
-    seconds: float  # wall time of the fits (the MLP: sum of the trainer's epochs, validation passes included)
+    seconds: float  # wall time of its fit (the MLP: the trainer's epochs, validation passes included)
     rows: int  # training rows
-    passes: int  # MLP: epochs run, summed over members; LightGBM: boosting rounds built
+    passes: int  # MLP: epochs run; LightGBM: boosting rounds built
 
     @property
     def rows_per_second(self) -> float:
@@ -297,6 +231,11 @@ class FitStats:
     def samples_per_second(self) -> float:
         """Rows processed per second: rows x epochs (MLP) or rows x boosting rounds (LightGBM)."""
         return self.rows * self.passes / self.seconds
+
+    @property
+    def seconds_per_pass(self) -> float:
+        """Seconds per epoch (MLP) or per boosting round (LightGBM)."""
+        return self.seconds / self.passes
 
 
 @dataclass(frozen=True)
@@ -309,95 +248,50 @@ class Candidate:
     seconds: float
 
 
-def _fit_member(
-    hp: dict[str, Any],
-    features: SessionFeatures,
-    train: TrainingData,
-    validation: TrainingData,
-    pos_weight: float,
-    seed: int,
-    device: torch.device,
-    threads: int,
-) -> tuple[ConversionMLP, int, int, float]:
-    """One MLP through the shared trainer; returns the module (best epoch), best epoch, epochs run, seconds."""
-    sizes, dropout = [int(s) for s in hp["hidden_sizes"]], float(hp["dropout"])
-    config = LoopConfig(
-        learning_rate=float(hp["learning_rate"]),
-        weight_decay=float(hp["weight_decay"]),
-        batch_size=int(hp["batch_size"]),
-        max_epochs=int(hp["max_epochs"]),
-        patience=int(hp["patience"]),
-        seed=seed,
-        cpu_threads=threads,
-    )
-    result = fit(
-        lambda: ConversionMLP(features.n_features, sizes, dropout),
-        train,
-        validation,
-        _weighted_bce(pos_weight),
-        config,
-        device,
-        label=f"uci-mlp[seed {seed}]",
-    )
-    return result.model, result.best_epoch, len(result.history), result.seconds
+def fit_mlp_preprocessor(train: pd.DataFrame) -> ConversionPreprocessor:
+    """The conversion preprocessing with UCI's columns: numerics log1p'd and standardized, flags, one-hots."""
+    return ConversionPreprocessor.fit(train, list(NUMERIC_COLUMNS), [], list(FLAG_COLUMNS), list(MLP_CATEGORICALS))
 
 
-def _tensors(features: SessionFeatures, frame: pd.DataFrame) -> TrainingData:
+def _tensors(preprocessor: ConversionPreprocessor, frame: pd.DataFrame) -> TrainingData:
     return TrainingData(
-        (torch.from_numpy(features.transform(frame)),), torch.from_numpy(_labels(frame).astype(np.float32))
+        (torch.from_numpy(preprocessor.transform(frame)),), torch.from_numpy(_labels(frame).astype(np.float32))
     )
 
 
 def train_mlp(
-    split: Split,
-    grid: list[dict[str, Any]],
-    ensemble_seeds: Sequence[int],
-    device: torch.device,
-    threads: int = 1,
-) -> tuple[MLPEnsemble, dict[str, Any], list[Candidate], FitStats, float]:
-    """Search ``grid`` with the first seed (lowest validation log loss wins), then train the other seeds.
+    split: Split, grid: list[dict[str, Any]], device: torch.device
+) -> tuple[NightlyMLP, dict[str, Any], list[Candidate], FitStats, float]:
+    """The nightly's search and calibration on ``split`` (:func:`training.conversion.model.search`, ``calibrate``).
 
-    Returns the ensemble (on the CPU), the chosen hyperparameters, every candidate, the final ensemble's fit
-    statistics (its members only) and the search's wall time in seconds (every candidate).
+    Returns the model (on the CPU), the chosen hyperparameters, every candidate (validation log loss before
+    calibration, as the search judges), the chosen candidate's fit statistics and the search's seconds.
     """
-    first_seed, *more_seeds = ensemble_seeds
-    val_y = _labels(split.validation)
-    cache: dict[tuple[str, bool], tuple[SessionFeatures, TrainingData, TrainingData]] = {}
-    candidates: list[Candidate] = []
-    best: tuple[float, dict[str, Any], ConversionMLP, int] | None = None
-    search_seconds = 0.0
-    for hp in grid:
-        key = (hp["feature_set"], bool(hp.get("engineered", False)))
-        if key not in cache:
-            features = SessionFeatures.fit(split.train, FEATURE_SETS[key[0]], engineered=key[1])
-            cache[key] = (features, _tensors(features, split.train), _tensors(features, split.validation))
-        features, train, validation = cache[key]
-        pos_weight = _pos_weight(hp["class_weight"], split.train)
-        module, best_epoch, epochs, seconds = _fit_member(
-            hp, features, train, validation, pos_weight, first_seed, device, threads
-        )
-        search_seconds += seconds
-        p_val = MLPEnsemble(features, [module], pos_weight).predict_matrix(validation.inputs[0].numpy())
-        loss = float(log_loss(val_y, np.clip(p_val, 1e-15, 1 - 1e-15), labels=[0, 1]))
-        candidates.append(Candidate(hp, loss, best_epoch, seconds))
-        logger.info("mlp candidate %s: val log loss %.5f at epoch %d (%.1f s)", hp, loss, best_epoch, seconds)
-        if best is None or loss < best[0]:
-            best = (loss, hp, module, epochs)
-    assert best is not None  # expand_grid never returns an empty grid
-    _, chosen, first_module, first_epochs = best
-    features, train, validation = cache[(chosen["feature_set"], bool(chosen.get("engineered", False)))]
-    pos_weight = _pos_weight(chosen["class_weight"], split.train)
-    chosen_seconds = next(c.seconds for c in candidates if c.hyperparameters is chosen)
-    members, epochs_run, seconds = [first_module], first_epochs, chosen_seconds
-    for seed in more_seeds:
-        module, _, epochs, member_seconds = _fit_member(
-            chosen, features, train, validation, pos_weight, seed, device, threads
-        )
-        members.append(module)
-        epochs_run += epochs
-        seconds += member_seconds
-    ensemble = MLPEnsemble(features, members, pos_weight).to("cpu")
-    return ensemble, chosen, candidates, FitStats(seconds, len(split.train), epochs_run), search_seconds
+    preprocessor = fit_mlp_preprocessor(split.train)
+    train, validation = _tensors(preprocessor, split.train), _tensors(preprocessor, split.validation)
+    chosen, result, searched = conversion.search(grid, train, validation, device)
+    module, platt = conversion.calibrate(result.model.to("cpu").eval(), validation, "platt")
+    candidates = [Candidate(c.hyperparameters, c.val_loss, c.best_epoch, c.seconds) for c in searched]
+    stats = FitStats(result.seconds, len(split.train), len(result.history))
+    return NightlyMLP(preprocessor, module, platt), chosen, candidates, stats, sum(c.seconds for c in searched)
+
+
+def _numeric_columns(engineered: bool) -> tuple[str, ...]:
+    return (*NUMERIC_COLUMNS, *ENGINEERED_COLUMNS) if engineered else NUMERIC_COLUMNS
+
+
+def _derive(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with the engineered columns added (missing inputs give NaN)."""
+
+    def number(column: str) -> pd.Series:
+        return pd.to_numeric(frame[column], errors="coerce").clip(lower=0.0)
+
+    derived = {}
+    for name, (numerator, denominator) in RATIO_COLUMNS.items():
+        derived[name] = number(numerator) / number(denominator).clip(lower=1.0)
+    for name, columns in TOTAL_COLUMNS.items():
+        derived[name] = sum((number(c) for c in columns), start=pd.Series(0.0, index=frame.index))
+    return frame.assign(**derived)
 
 
 # --- LightGBM ------------------------------------------------------------------------------------------------------
@@ -510,7 +404,7 @@ def rows_per_second(predict: Callable[[], Any], rows: int, min_seconds: float = 
 
 
 def inference_speed(
-    mlp: MLPEnsemble,
+    mlp: NightlyMLP,
     lightgbm: LightGBMModel,
     frame: pd.DataFrame,
     threads: int,
@@ -525,14 +419,11 @@ def inference_speed(
     torch.set_num_threads(threads)
     try:
         mlp.to("cpu")
-        x_mlp, x_lgb = mlp.features.transform(frame), lightgbm.matrix(frame)
+        x_mlp, x_lgb = mlp.matrix(frame), lightgbm.matrix(frame)
         n = len(frame)
         speeds = {
             "mlp_end_to_end_cpu": rows_per_second(lambda: mlp.predict_proba(frame), n, min_seconds),
             "mlp_model_only_cpu": rows_per_second(lambda: mlp.predict_matrix(x_mlp), n, min_seconds),
-            "mlp_one_member_model_only_cpu": rows_per_second(
-                lambda: MLPEnsemble(mlp.features, mlp.members[:1], mlp.pos_weight).predict_matrix(x_mlp), n, min_seconds
-            ),
             "lightgbm_end_to_end_cpu": rows_per_second(lambda: lightgbm.predict_proba(frame), n, min_seconds),
             "lightgbm_model_only_cpu": rows_per_second(lambda: lightgbm.predict_matrix(x_lgb), n, min_seconds),
         }
@@ -607,7 +498,6 @@ class BenchmarkResult:
     candidates: dict[str, list[Candidate]]
     inference_rows_per_second: dict[str, float] = field(default_factory=dict)
     inference_rows: int = 0  # rows each inference figure was timed on
-    ensemble_size: int = 1
     # 95% percentile bootstrap intervals over the test rows: "mlp_roc_auc" and "roc_auc_gap" (MLP - LightGBM)
     intervals: dict[str, tuple[float, float]] = field(default_factory=dict)
 
@@ -616,38 +506,37 @@ class BenchmarkResult:
         """MLP minus LightGBM test ROC-AUC."""
         return self.metrics["mlp"]["roc_auc"] - self.metrics["lightgbm"]["roc_auc"]
 
-    @property
-    def target_met(self) -> bool:
-        return self.metrics["mlp"]["roc_auc"] >= TARGET_ROC_AUC and self.roc_auc_gap >= -TARGET_GAP
-
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         for name, stats in self.fit.items():
-            data["fit"][name].update(rows_per_second=stats.rows_per_second, samples_per_second=stats.samples_per_second)
-        data.update(roc_auc_gap=self.roc_auc_gap, target_met=self.target_met)
+            data["fit"][name].update(
+                rows_per_second=stats.rows_per_second,
+                samples_per_second=stats.samples_per_second,
+                seconds_per_pass=stats.seconds_per_pass,
+            )
+        data.update(roc_auc_gap=self.roc_auc_gap)
         return data
 
 
 def run_benchmark(
     frame: pd.DataFrame,
     *,
-    seed: int = 7,
+    seed: int = FIXED_SPLIT_SEED,
     device: torch.device | None = None,
     threads: int = 1,
     mlp_grid: dict[str, Any] | None = None,
     lightgbm_grid: dict[str, Any] | None = None,
-    ensemble_seeds: Sequence[int] = ENSEMBLE_SEEDS,
     inference_rows: int | None = INFERENCE_ROWS,
     timing_seconds: float = 1.0,
     bootstrap_resamples: int = BOOTSTRAP_RESAMPLES,
-) -> tuple[BenchmarkResult, Split, MLPEnsemble, LightGBMModel]:
+) -> tuple[BenchmarkResult, Split, NightlyMLP, LightGBMModel]:
     """Split, search and train both models, score the test rows once, and time inference.
 
     Args:
         frame: the sessions (:func:`load_sessions`).
-        seed: the split's seed (the models' seeds are ``ensemble_seeds`` and 7 for LightGBM).
+        seed: the split's seed (the models' own seeds: the grid's ``seed``, 7 for LightGBM).
         device: where the MLP trains [default: :func:`training.shared.devices.select_device`]; LightGBM trains on CPU.
-        threads: CPU threads for each model's training and inference.
+        threads: CPU threads for LightGBM's training and both models' inference (the nightly's loop trains on 1).
         mlp_grid, lightgbm_grid: search grids in :func:`training.shared.trainer.expand_grid` form [default: the
         module's].
         inference_rows: rows (the test rows tiled) to time inference on; ``None`` skips the timing.
@@ -657,7 +546,7 @@ def run_benchmark(
     device = device or select_device()
     split = split_sessions(frame, seed=seed)
     mlp, mlp_hp, mlp_candidates, mlp_fit, mlp_search = train_mlp(
-        split, expand_grid(mlp_grid or MLP_GRID, nested=("hidden_sizes",)), ensemble_seeds, device, threads
+        split, expand_grid(mlp_grid or MLP_GRID, nested=conversion.NESTED_KEYS), device
     )
     gbm, gbm_hp, gbm_candidates, gbm_fit, gbm_search = train_lightgbm(
         split, expand_grid(lightgbm_grid or LIGHTGBM_GRID), seed=7, threads=threads
@@ -676,7 +565,6 @@ def run_benchmark(
         fit={"mlp": mlp_fit, "lightgbm": gbm_fit},
         search_seconds={"mlp": mlp_search, "lightgbm": gbm_search},
         candidates={"mlp": mlp_candidates, "lightgbm": gbm_candidates},
-        ensemble_size=len(mlp.members),
     )
     if bootstrap_resamples:
         result.intervals = roc_auc_intervals(y_test, p_mlp, p_gbm, bootstrap_resamples)
@@ -729,8 +617,8 @@ def format_result(result: BenchmarkResult) -> list[str]:
     m, g = result.metrics["mlp"], result.metrics["lightgbm"]
     lines = [
         f"split: {result.split}",
-        f"MLP device: {result.device}; CPU threads per model: {result.threads}",
-        f"MLP chosen: {_short(result.hyperparameters['mlp'])}; ensemble of {result.ensemble_size} seeds",
+        f"MLP device: {result.device} (the nightly's loop: 1 CPU thread); LightGBM and inference: {result.threads}",
+        f"MLP chosen (the nightly's search, Platt-scaled): {_short(result.hyperparameters['mlp'])}",
         f"LightGBM chosen: {_short(result.hyperparameters['lightgbm'])}",
         "",
         f"{'test metric':<20}{'MLP':>10}{'LightGBM':>10}{'MLP - LGBM':>12}",
@@ -746,20 +634,20 @@ def format_result(result: BenchmarkResult) -> list[str]:
         f"{'search (all candidates), s':<34}{ms:>14.2f}{gs:>14.2f}",
         f"{'train rows / s of final fit':<34}{mf.rows_per_second:>14,.0f}{gf.rows_per_second:>14,.0f}",
         f"{'samples / s (rows x epochs|rounds)':<34}{mf.samples_per_second:>14,.0f}{gf.samples_per_second:>14,.0f}",
-        f"{'epochs (all members) | rounds':<34}{mf.passes:>14}{gf.passes:>14}",
+        f"{'epochs | rounds':<34}{mf.passes:>14}{gf.passes:>14}",
+        f"{'s per epoch | per round':<34}{mf.seconds_per_pass:>14.4f}{gf.seconds_per_pass:>14.4f}",
     ]
     speeds = result.inference_rows_per_second
     if speeds:
         lines += ["", f"batch inference, rows / s (the test rows tiled to {result.inference_rows:,}):"]
         lines += [f"  {name:<34}{value:>14,.0f}" for name, value in speeds.items()]
-    lines += [
-        "",
-        f"target: MLP ROC-AUC >= {TARGET_ROC_AUC} and within {TARGET_GAP} of LightGBM -> "
-        f"MLP {m['roc_auc']:.4f}, gap {result.roc_auc_gap:+.4f}: {'MET' if result.target_met else 'NOT MET'}",
-    ]
     if result.intervals:
         (a, b), (c, d) = result.intervals["mlp_roc_auc"], result.intervals["roc_auc_gap"]
-        lines.append(f"95% bootstrap intervals (test rows): MLP ROC-AUC [{a:.4f}, {b:.4f}], gap [{c:+.4f}, {d:+.4f}]")
+        lines += [
+            "",
+            f"fixed split: MLP ROC-AUC {m['roc_auc']:.4f} [{a:.4f}, {b:.4f}], MLP - LightGBM {result.roc_auc_gap:+.4f} "
+            f"[{c:+.4f}, {d:+.4f}] (95% bootstrap over its test rows; not judged: earlier choices were made on it)",
+        ]
     return lines
 
 
@@ -779,22 +667,88 @@ def format_candidates(result: BenchmarkResult, top: int = 5) -> list[str]:
     return lines
 
 
-def repeat_splits(frame: pd.DataFrame, seeds: Sequence[int], device: torch.device, threads: int) -> list[str]:
-    """The whole protocol on other split seeds: how much the test ROC-AUC moves with the split alone."""
-    rows = []
+@dataclass(frozen=True)
+class RepeatedSplits:
+    """Test ROC-AUC of both models on each split seed, trained in the same run on the same rows."""
+
+    seeds: tuple[int, ...]
+    mlp: np.ndarray
+    lightgbm: np.ndarray
+    gap_interval: tuple[float, float]  # 95% percentile bootstrap of the mean gap, resampling splits (paired)
+
+    @property
+    def gap(self) -> np.ndarray:
+        return self.mlp - self.lightgbm
+
+    @property
+    def target_met(self) -> bool:
+        return float(self.mlp.mean()) >= TARGET_ROC_AUC and float(self.gap.mean()) >= -TARGET_GAP
+
+    def lines(self) -> list[str]:
+        sd = (lambda a: a.std(ddof=1)) if len(self.seeds) > 1 else (lambda a: 0.0)
+        out = [f"{'split seed':<12}{'MLP ROC-AUC':>13}{'LGBM ROC-AUC':>14}{'gap':>9}"]
+        rows = zip(self.seeds, self.mlp, self.lightgbm, strict=True)
+        out += [f"{s:<12}{a:>13.4f}{b:>14.4f}{a - b:>+9.4f}" for s, a, b in rows]
+        low, high = self.gap_interval
+        out += [
+            f"{'mean (sd)':<12}{self.mlp.mean():>7.4f} ({sd(self.mlp):.4f}){self.lightgbm.mean():>8.4f} "
+            f"({sd(self.lightgbm):.4f}){self.gap.mean():>+9.4f}",
+            f"mean gap 95% bootstrap interval over the {len(self.seeds)} splits: [{low:+.4f}, {high:+.4f}]",
+            f"target: mean MLP ROC-AUC >= {TARGET_ROC_AUC} and mean gap >= -{TARGET_GAP} -> "
+            f"{self.mlp.mean():.4f}, {self.gap.mean():+.4f}: {'MET' if self.target_met else 'NOT MET'}",
+        ]
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "seeds": list(self.seeds),
+            "mlp_roc_auc": self.mlp.tolist(),
+            "lightgbm_roc_auc": self.lightgbm.tolist(),
+            "mean_mlp_roc_auc": float(self.mlp.mean()),
+            "mean_lightgbm_roc_auc": float(self.lightgbm.mean()),
+            "mean_gap": float(self.gap.mean()),
+            "mean_gap_interval": list(self.gap_interval),
+            "target_met": self.target_met,
+        }
+
+
+def repeat_splits(
+    frame: pd.DataFrame,
+    seeds: Sequence[int],
+    device: torch.device,
+    threads: int,
+    *,
+    mlp_grid: dict[str, Any] | None = None,
+    lightgbm_grid: dict[str, Any] | None = None,
+) -> RepeatedSplits:
+    """The whole protocol on each split seed: both models searched, trained and scored on its test rows."""
+    mlp, gbm = [], []
     for seed in seeds:
+        started = time.perf_counter()
         result, *_ = run_benchmark(
-            frame, seed=seed, device=device, threads=threads, inference_rows=None, bootstrap_resamples=0
+            frame,
+            seed=seed,
+            device=device,
+            threads=threads,
+            mlp_grid=mlp_grid,
+            lightgbm_grid=lightgbm_grid,
+            inference_rows=None,
+            bootstrap_resamples=0,
         )
-        rows.append((seed, result.metrics["mlp"]["roc_auc"], result.metrics["lightgbm"]["roc_auc"]))
-    mlp, gbm = np.array([r[1] for r in rows]), np.array([r[2] for r in rows])
-    lines = [f"{'split seed':<12}{'MLP ROC-AUC':>13}{'LGBM ROC-AUC':>14}{'gap':>9}"]
-    lines += [f"{s:<12}{a:>13.4f}{b:>14.4f}{a - b:>+9.4f}" for s, a, b in rows]
-    lines.append(
-        f"{'mean (sd)':<12}{mlp.mean():>8.4f} ({mlp.std(ddof=1) if len(rows) > 1 else 0:.4f})"
-        f"{gbm.mean():>9.4f} ({gbm.std(ddof=1) if len(rows) > 1 else 0:.4f}){(mlp - gbm).mean():>+9.4f}"
-    )
-    return lines
+        mlp.append(result.metrics["mlp"]["roc_auc"])
+        gbm.append(result.metrics["lightgbm"]["roc_auc"])
+        logger.warning(
+            "split seed %d: MLP %.4f, LightGBM %.4f (%.0f s)", seed, mlp[-1], gbm[-1], time.perf_counter() - started
+        )
+    a, b = np.array(mlp), np.array(gbm)
+    if len(seeds) > 1:
+        ci = bootstrap(
+            (a - b,), np.mean, n_resamples=10_000, method="percentile", random_state=np.random.default_rng(7)
+        ).confidence_interval
+        interval = (float(ci.low), float(ci.high))
+    else:
+        interval = (float("nan"), float("nan"))
+    return RepeatedSplits(tuple(seeds), a, b, interval)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -802,7 +756,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=DATA_FILE, help="online_shoppers_intention.csv")
     parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where the MLP trains")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads per model (training and inference)")
-    parser.add_argument("--repeat-splits", type=int, default=0, metavar="N", help="also run on N other split seeds")
+    parser.add_argument(
+        "--repeat-splits",
+        type=int,
+        default=len(JUDGED_SPLIT_SEEDS),
+        metavar="N",
+        help=f"judge on the first N of the split seeds {JUDGED_SPLIT_SEEDS[0]}..{JUDGED_SPLIT_SEEDS[-1]} (0: none)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="report folder [<reports>/benchmarks/conversion_uci]")
     parser.add_argument("--no-kpi-impact", action="store_true", help="skip the KPI impact analysis")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every epoch and candidate")
@@ -820,6 +780,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"torch {torch.__version__}, lightgbm {lightgbm.__version__}")
     if device.type == "cuda":
         print(f"GPU: {torch.cuda.get_device_name(device)}")
+    print(f"\n== the fixed split (seed {FIXED_SPLIT_SEED})")
     result, split, mlp, gbm = run_benchmark(frame, device=device, threads=args.threads)
     print("\n".join(format_result(result)))
     print()
@@ -834,8 +795,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         predictors = {"MLP": mlp.predict_proba, "LightGBM": gbm.predict_proba}
         print("\n".join(run_kpi_impact(predictors, split.test, out_dir)))
     if args.repeat_splits:
-        print(f"\nthe same protocol on {args.repeat_splits} other stratified splits (split variance, not tuning):")
-        print("\n".join(repeat_splits(frame, range(101, 101 + args.repeat_splits), device, args.threads)))
+        seeds = JUDGED_SPLIT_SEEDS[: args.repeat_splits]
+        print(f"\n== the judged splits: the same protocol on {len(seeds)} split seeds no choice has looked at")
+        repeated = repeat_splits(frame, seeds, device, args.threads)
+        print("\n".join(repeated.lines()))
+        print(f"fixed split (seed {FIXED_SPLIT_SEED}) beside them: MLP {result.metrics['mlp']['roc_auc']:.4f}, "
+              f"LightGBM {result.metrics['lightgbm']['roc_auc']:.4f}, gap {result.roc_auc_gap:+.4f}")
+        (out_dir / "repeated_splits.json").write_text(json.dumps(repeated.to_dict(), indent=2))
     return 0
 
 

@@ -1,6 +1,6 @@
 """The UCI conversion benchmark's core on a small stratified sample of the real file: structure and a sane AUC.
 
-Two epochs, one grid point per model and two ensemble seeds, so it runs in seconds; the full benchmark is
+Four epochs and one grid point per model, so it runs in seconds; the full benchmark is
 ``benchmarks/conversion_uci.py``. Skips where ``../shared/data`` (or the UCI file in it) is absent.
 """
 
@@ -46,36 +46,32 @@ def sessions(shared_data: Path) -> pd.DataFrame:
     return sample.sort_index()
 
 
+MLP_GRID = {
+    **bench.MLP_GRID,
+    "hidden_sizes": [[32, 16]],
+    "learning_rate": 1e-2,
+    "batch_size": 64,
+    "max_epochs": 4,
+    "patience": 2,
+}
+LIGHTGBM_GRID = {
+    **bench.LIGHTGBM_GRID,
+    "feature_set": "all",
+    "engineered": True,
+    "num_leaves": 7,
+    "min_child_samples": 20,
+    "num_boost_round": 60,
+    "early_stopping_rounds": 10,
+}
+
+
 @pytest.fixture(scope="module")
 def run(sessions: pd.DataFrame) -> tuple:
-    mlp_grid = {
-        **bench.MLP_GRID,
-        "feature_set": "all",
-        "engineered": True,
-        "hidden_sizes": [32, 16],
-        "dropout": 0.2,
-        "weight_decay": 1e-4,
-        "class_weight": "sqrt_balanced",
-        "learning_rate": 3e-3,
-        "batch_size": 64,
-        "max_epochs": 2,
-        "patience": 1,
-    }
-    lightgbm_grid = {
-        **bench.LIGHTGBM_GRID,
-        "feature_set": "all",
-        "engineered": True,
-        "num_leaves": 7,
-        "min_child_samples": 20,
-        "num_boost_round": 60,
-        "early_stopping_rounds": 10,
-    }
     return bench.run_benchmark(
         sessions,
         device=torch.device("cpu"),
-        mlp_grid=mlp_grid,
-        lightgbm_grid=lightgbm_grid,
-        ensemble_seeds=(7, 8),
+        mlp_grid=MLP_GRID,
+        lightgbm_grid=LIGHTGBM_GRID,
         inference_rows=2000,
         timing_seconds=0.05,
         bootstrap_resamples=200,
@@ -107,18 +103,18 @@ def test_both_models_rank_sessions_well(run: tuple) -> None:
 
 
 def test_result_structure(run: tuple) -> None:
-    result, split, mlp, _ = run
-    assert result.device == "cpu" and result.ensemble_size == len(mlp.members) == 2
+    result, split, _, _ = run
+    assert result.device == "cpu"
     for name in ("mlp", "lightgbm"):
         stats = result.fit[name]
         assert stats.rows == len(split.train) and stats.passes >= 1 and stats.seconds > 0
         assert stats.samples_per_second >= stats.rows_per_second > 0
+        assert stats.seconds_per_pass == pytest.approx(stats.seconds / stats.passes)
         assert len(result.candidates[name]) == 1 and result.search_seconds[name] > 0
-    assert result.fit["mlp"].passes <= 2 * 2  # two members, at most two epochs each
+    assert result.fit["mlp"].passes <= 4  # at most four epochs
     assert set(result.inference_rows_per_second) == {
         "mlp_end_to_end_cpu",
         "mlp_model_only_cpu",
-        "mlp_one_member_model_only_cpu",
         "lightgbm_end_to_end_cpu",
         "lightgbm_model_only_cpu",
     }
@@ -130,41 +126,58 @@ def test_result_structure(run: tuple) -> None:
     assert low < result.roc_auc_gap < high
     text = "\n".join(bench.format_result(result) + bench.format_candidates(result))
     assert "ROC-AUC" in text and "majority accuracy" in text and "rows / s" in text and "bootstrap" in text
+    assert "s per epoch" in text
     assert result.to_dict()["fit"]["mlp"]["samples_per_second"] > 0
 
 
-def test_page_value_flag_follows_page_values(sessions: pd.DataFrame) -> None:
-    """The flag is derived at transform time, so a what-if that raises PageValues from 0 flips it too."""
-    features = bench.SessionFeatures.fit(sessions, bench.FEATURE_SETS["all"])
-    column = features.preprocessor.feature_names.index(bench.PAGE_VALUE_FLAG)
-    zero = sessions[sessions["PageValues"] == 0].head(5)
-    assert (features.transform(zero)[:, column] == 0).all()
-    assert (features.transform(zero.assign(PageValues=10.0))[:, column] == 1).all()
+def test_the_mlp_is_what_the_nightlys_search_and_calibration_give(run: tuple) -> None:
+    """The benchmarked model is the nightly's: ``training.conversion.model.search`` + ``calibrate``, same rows."""
+    from training.conversion import model as conversion
+    from training.shared.trainer import expand_grid
+
+    _, split, mlp, _ = run
+    preprocessor = bench.fit_mlp_preprocessor(split.train)
+    train = bench._tensors(preprocessor, split.train)
+    validation = bench._tensors(preprocessor, split.validation)
+    grid = expand_grid(MLP_GRID, nested=conversion.NESTED_KEYS)
+    _, result, _ = conversion.search(grid, train, validation, torch.device("cpu"))
+    module, platt = conversion.calibrate(result.model.eval(), validation, "platt")
+    assert platt is not None and mlp.platt == pytest.approx(platt)
+    expected = conversion.predict_proba(module, preprocessor, split.test)
+    assert mlp.predict_proba(split.test) == pytest.approx(expected, abs=1e-7)
+    assert mlp.predict_matrix(mlp.matrix(split.test)) == pytest.approx(expected, abs=1e-7)
+
+
+def test_repeated_splits_judge_the_mean_and_the_paired_gap(sessions: pd.DataFrame) -> None:
+    repeated = bench.repeat_splits(
+        sessions, (201, 202, 203), torch.device("cpu"), 1, mlp_grid=MLP_GRID, lightgbm_grid=LIGHTGBM_GRID
+    )
+    assert repeated.seeds == (201, 202, 203) and len(repeated.mlp) == len(repeated.lightgbm) == 3
+    assert ((repeated.mlp > 0.7) & (repeated.lightgbm > 0.7)).all()
+    low, high = repeated.gap_interval
+    assert low <= repeated.gap.mean() <= high
+    assert repeated.target_met == (repeated.mlp.mean() >= 0.93 and repeated.gap.mean() >= -0.005)
+    text = "\n".join(repeated.lines())
+    assert all(str(seed) in text for seed in repeated.seeds) and "bootstrap interval" in text
+    assert repeated.to_dict()["mean_gap"] == pytest.approx(float(repeated.gap.mean()))
 
 
 def test_engineered_columns_follow_the_raw_columns(sessions: pd.DataFrame) -> None:
-    """Ratios and totals are derived at transform time, for both models, and a zero denominator gives 0, not inf."""
-    plain = bench.SessionFeatures.fit(sessions, bench.FEATURE_SETS["visit"])
-    features = bench.SessionFeatures.fit(sessions, bench.FEATURE_SETS["visit"], engineered=True)
-    assert features.n_features == plain.n_features + len(bench.ENGINEERED_COLUMNS)
-    names = features.preprocessor.feature_names
-    assert all(f"log1p_{c}" in names for c in bench.ENGINEERED_COLUMNS)
-    assert not any(c in "".join(plain.preprocessor.feature_names) for c in bench.ENGINEERED_COLUMNS)
-
+    """LightGBM's ratios and totals are derived at prediction time (a what-if moves them), and a zero denominator
+    gives 0, not inf; the nightly MLP's inputs are the raw columns only."""
     rows = sessions.head(3).assign(PageValues=30.0, ProductRelated=[0, 1, 10], ProductRelated_Duration=-1.0)
     derived = bench._derive(rows)
     assert derived["PageValues_per_product_page"].tolist() == [30.0, 30.0, 3.0]
     assert (derived["ProductRelated_seconds_per_page"] == 0).all()  # the file's -1 durations count as 0
     pages = rows["Administrative"] + rows["Informational"] + rows["ProductRelated"]
     assert derived["Pages_total"].tolist() == pages.astype(float).tolist()
-    column = names.index("log1p_PageValues_per_product_page")
-    x = features.transform(rows)
-    assert np.isfinite(x).all() and x[0, column] == x[1, column] > x[2, column]
 
     model = bench.LightGBMModel(None, ("Month",), {"Month": ["Nov"]}, 1, bench._numeric_columns(True))
     matrix = model.matrix(rows)
     assert matrix["PageValues_per_product_page"].tolist() == [30.0, 30.0, 3.0]
     assert set(bench.ENGINEERED_COLUMNS) <= set(matrix.columns)
+    names = "".join(bench.fit_mlp_preprocessor(sessions).feature_names)
+    assert not any(c in names for c in bench.ENGINEERED_COLUMNS)
 
 
 def test_rank_roc_auc_is_sklearns() -> None:
@@ -176,17 +189,6 @@ def test_rank_roc_auc_is_sklearns() -> None:
     score = np.round(rng.random((4, 300)) + 0.3 * y, 1)  # rounded: many ties
     expected = [roc_auc_score(y[i], score[i]) for i in range(4)]
     assert bench.rank_roc_auc(y, score) == pytest.approx(expected, abs=1e-12)
-
-
-def test_prior_correction_undoes_the_class_weight(sessions: pd.DataFrame) -> None:
-    """A weighted model's logit minus ln(weight) is what the probabilities use."""
-    features = bench.SessionFeatures.fit(sessions, bench.FEATURE_SETS["all"])
-    member = bench.ConversionMLP(features.n_features, [8], 0.0)
-    x = features.transform(sessions.head(20))
-    plain = bench.MLPEnsemble(features, [member], 1.0).predict_matrix(x)
-    weighted = bench.MLPEnsemble(features, [member], 4.0).predict_matrix(x)
-    logit = np.log(plain / (1 - plain))
-    assert weighted == pytest.approx(1 / (1 + np.exp(-(logit - np.log(4.0)))), rel=1e-5)
 
 
 def test_kpi_impact_reports_for_both_models(run: tuple, tmp_path: Path) -> None:
