@@ -46,7 +46,7 @@ from sklearn.model_selection import train_test_split
 
 from config.settings import REPO_ROOT, get_settings
 from training.conversion import model as conversion
-from training.conversion.pyfunc import ConversionMLP, ConversionPreprocessor, predict_proba
+from training.conversion.pyfunc import ConversionMLP, ConversionPreprocessor, predict_matrix, predict_proba
 from training.shared.devices import select_device
 from training.shared.metrics import binary_classification_metrics
 from training.shared.trainer import TrainingData, expand_grid
@@ -194,16 +194,9 @@ class NightlyMLP:
     def matrix(self, frame: pd.DataFrame) -> np.ndarray:
         return self.preprocessor.transform(frame)
 
-    @torch.no_grad()
-    def predict_matrix(self, x: np.ndarray, batch_size: int = 65536) -> np.ndarray:
-        """P(convert) per row of a feature matrix (:meth:`matrix`), on the module's device."""
-        self.module.eval()
-        device = next(self.module.parameters()).device
-        x_all = torch.from_numpy(x)
-        out = [
-            torch.sigmoid(self.module(x_all[i : i + batch_size].to(device))).cpu() for i in range(0, len(x), batch_size)
-        ]
-        return torch.cat(out).double().numpy()
+    def predict_matrix(self, x: np.ndarray) -> np.ndarray:
+        """P(convert) per row of a feature matrix (:meth:`matrix`), on the module's device: the pyfunc's."""
+        return predict_matrix(self.module, x)
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """P(convert) per session of ``frame`` (raw UCI columns): the pyfunc's ``predict_proba``."""

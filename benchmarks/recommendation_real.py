@@ -207,8 +207,7 @@ def fit_ours(s: Split, threads: int) -> tuple[Callable[[np.ndarray], np.ndarray]
         refit_on=s.history,
         label="ours",
     )
-    u, v, b = rec.factors(fitted.module)
-    return (lambda rows: u[rows] @ v.T + b), {**fitted.hyperparameters, "epochs": fitted.best_epoch}
+    return rec.scorer(fitted.module), {**fitted.hyperparameters, "epochs": fitted.best_epoch}
 
 
 def _implicit_scores(model: Any) -> Callable[[np.ndarray], np.ndarray]:

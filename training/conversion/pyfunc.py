@@ -192,10 +192,16 @@ def predict_proba(
     module: nn.Module, preprocessor: ConversionPreprocessor, frame: pd.DataFrame, batch_size: int = 65536
 ) -> np.ndarray:
     """P(convert) per row of ``frame`` (raw feature columns), computed on the module's device."""
+    return predict_matrix(module, preprocessor.transform(frame), batch_size)
+
+
+@torch.no_grad()
+def predict_matrix(module: nn.Module, x: np.ndarray, batch_size: int = 65536) -> np.ndarray:
+    """P(convert) per row of an already transformed matrix (``ConversionPreprocessor.transform``)."""
     module.eval()
     device = next(module.parameters()).device
-    x = torch.from_numpy(preprocessor.transform(frame))
-    out = [torch.sigmoid(module(x[i : i + batch_size].to(device))).cpu() for i in range(0, len(x), batch_size)]
+    x_all = torch.from_numpy(x)
+    out = [torch.sigmoid(module(x_all[i : i + batch_size].to(device))).cpu() for i in range(0, len(x), batch_size)]
     return torch.cat(out).numpy().astype(np.float64) if out else np.zeros(0)
 
 

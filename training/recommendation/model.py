@@ -480,7 +480,7 @@ def fit_recommender(
             device,
             label=f"{label}[{i}/{len(grid)}]",
         )
-        ranked = rank_rows(_scorer(result.model), val_rows, excluded, max(DEFAULT_KS))
+        ranked = rank_rows(scorer(result.model), val_rows, excluded, max(DEFAULT_KS))
         metrics = ranking_metrics(ranked, relevant)
         candidates.append(
             Candidate(hp, result.best_val_loss, metrics, result.best_epoch, len(result.history), result.seconds)
@@ -513,7 +513,7 @@ def fit_recommender(
     return FittedRecommender(refit.model, chosen, result.best_epoch, candidates, refit)
 
 
-def _scorer(module: SoftmaxMF) -> Callable[[np.ndarray], np.ndarray]:
+def scorer(module: SoftmaxMF) -> Callable[[np.ndarray], np.ndarray]:
     """Dense scores over the catalogue of the fitted ``module`` for the given user rows."""
     u, v, b = factors(module)
     return lambda rows: u[rows] @ v.T + b
@@ -603,10 +603,9 @@ def evaluate_on_holdout(
         "item_knn": lambda r: item_knn_scores(history.matrix, knn, r),
     }
     cold_rows = np.flatnonzero((warm_pos < 0) & has_rel)
-    nothing_bought = sp.csr_matrix((len(cold_rows), len(history.items)))
-    cold_ranked = rank_rows(
-        lambda r: popularity_scores(history.matrix, len(r)), np.arange(len(cold_rows)), nothing_bought, k
-    )
+    # every customer without history gets the same popularity list: ranked once
+    popular = rank_scores(popularity_scores(history.matrix, 1), sp.csr_matrix((1, len(history.items))), k)[0]
+    cold_ranked = [popular] * len(cold_rows)
     out: dict[str, dict[str, float]] = {}
     for name, scores in methods.items():
         ranked = rank_rows(scores, hist_rows, excluded, k)
