@@ -79,6 +79,12 @@ class KpiImpact(BaseModel):
 
 class ConversionResponse(Served):
     probability: float = Field(ge=0, le=1, description="P(the session converts)")
+    p_basket: float | None = Field(
+        None, ge=0, le=1, description="P(the shopper adds to the cart): the funnel's first stage (null: single-stage)"
+    )
+    p_checkout: float | None = Field(
+        None, ge=0, le=1, description="P(converts | a basket): the second stage; probability = p_basket x p_checkout"
+    )
     customer_history: Literal["found", "unknown_customer", "anonymous", "unavailable"] = Field(
         description="Whether the customer's history was in the online store (unknown/anonymous: scored without)"
     )

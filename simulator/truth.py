@@ -246,8 +246,14 @@ class TruthAccumulator:
                 ),
                 "checkout_logit_base": w.CHECKOUT_LOGIT_BASE,
                 "planted_kpis": {
-                    n: {"beta": b, "form": f, "reference": r} for n, (b, f, r) in w.PLANTED_KPI_EFFECTS.items()
+                    n: {"beta": b, "form": f, "reference": r, "stage": "checkout"}
+                    for n, (b, f, r) in w.PLANTED_KPI_EFFECTS.items()
                 },
+                "stages_note": (
+                    "The funnel a session goes through: 'basket' (a product is added to the cart; attractiveness and "
+                    "position only, no KPI) then 'checkout' (one decision per session, sigmoid(logit)). Every planted "
+                    "KPI acts on the checkout logit, so its effect belongs to the checkout stage."
+                ),
                 "noise_kpis": [k for k in KPI_NAMES if k not in w.PLANTED_KPI_EFFECTS],
                 "correlated_noise_kpis": w.CORRELATED_NOISE_KPIS,
                 "history_effects": w.HISTORY_EFFECTS,

@@ -69,16 +69,21 @@ def list_partitions(raw_root: Path, table: str) -> list[dt.date]:
     return sorted(days)
 
 
-def read_partition(raw_root: Path, table: Table, day: dt.date) -> pa.Table:
-    return pq.read_table(partition_dir(raw_root, table.name, day) / PART_FILE, schema=table.arrow_schema())
+def read_partition(raw_root: Path, table: Table, day: dt.date, columns: list[str] | None = None) -> pa.Table:
+    path = partition_dir(raw_root, table.name, day) / PART_FILE
+    return pq.read_table(path, schema=table.arrow_schema(), columns=columns)
 
 
-def read_table(raw_root: Path, table: Table, days: list[dt.date] | None = None) -> pa.Table:
-    """Read a raw table (all partitions, or ``days``) in the contract's schema, partitions in date order."""
+def read_table(
+    raw_root: Path, table: Table, days: list[dt.date] | None = None, columns: list[str] | None = None
+) -> pa.Table:
+    """Read a raw table (all partitions, or ``days``; all columns, or ``columns``) in the contract's schema,
+    partitions in date order."""
     days = list_partitions(raw_root, table.name) if days is None else days
-    parts = [read_partition(raw_root, table, d) for d in days]
+    parts = [read_partition(raw_root, table, d, columns) for d in days]
     if not parts:
-        return table.arrow_schema().empty_table()
+        schema = table.arrow_schema()
+        return (schema if columns is None else pa.schema([schema.field(c) for c in columns])).empty_table()
     return pa.concat_tables(parts)
 
 

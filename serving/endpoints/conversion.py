@@ -1,4 +1,7 @@
-"""``POST /v1/conversion/score``: P(a session converts), and the session KPIs that lower it most.
+"""``POST /v1/conversion/score``: P(a session converts), its two funnel stages, and the KPIs that lower it most.
+
+``p_basket`` (the shopper adds to the cart) and ``p_checkout`` (a basket converts) come from a funnel champion;
+``probability`` is their product. A single-stage champion leaves them null.
 
 The session's context and KPIs come with the request; the customer's history comes from the online store
 (``customer_history``, one read). Anonymous sessions and customers the store does not know are scored without
@@ -50,6 +53,24 @@ def prepare_conversion(model: PyFuncModel, run_id: str) -> Mapping[str, Any]:
     return {"kpi_reference": medians}
 
 
+def _predict(model: PyFuncModel, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
+    """P(convert) per row and, from a funnel champion, (P(basket), P(convert | basket)) per row (else None).
+
+    A champion logged with the ``output`` inference param answers ``output="stages"`` with a frame; one logged
+    before the funnel (no such param) is asked for P(convert) alone.
+    """
+    from training.shared.registry import model_input
+
+    x = model_input(model, frame)
+    params = model.metadata.get_params_schema()
+    if params is None or "output" not in {p.name for p in params.params}:
+        return np.asarray(model.predict(x), dtype=np.float64).reshape(-1), None
+    out = model.predict(x, params={"output": "stages"})
+    p = out["p_convert"].to_numpy(dtype=np.float64)
+    stages = out[["p_basket", "p_checkout"]].to_numpy(dtype=np.float64)
+    return p, None if np.isnan(stages).any() else stages
+
+
 def router(ctx: ServingContext) -> APIRouter:
     api = APIRouter(tags=["conversion"])
 
@@ -77,10 +98,7 @@ def router(ctx: ServingContext) -> APIRouter:
         varied = [k for k, v in kpis.items() if v is not None and k in reference and reference[k] != v]
         rows = [session] + [{**session, k: reference[k]} for k in varied]
         with timings.stage("model"):
-            frame = pd.DataFrame(rows)
-            from training.shared.registry import model_input
-
-            p = np.asarray(loaded.pyfunc.predict(model_input(loaded.pyfunc, frame)), dtype=np.float64).reshape(-1)
+            p, stages = _predict(loaded.pyfunc, pd.DataFrame(rows))
         probability = float(p[0])
         impacts = sorted(
             (
@@ -96,13 +114,19 @@ def router(ctx: ServingContext) -> APIRouter:
             model=ModelRef(name=MODEL, version=loaded.version),
             fallback=fallback,
             probability=probability,
+            p_basket=None if stages is None else float(stages[0, 0]),
+            p_checkout=None if stages is None else float(stages[0, 1]),
             customer_history=status,
             kpis_lowering=impacts,
         )
         return ctx.answer(
             ENDPOINT, body, timings, loaded, request_id=request_id, fallback=fallback,
             features={"session_id": request.session_id, "customer_id": request.customer_id, **session},
-            outputs={"p_convert": probability, "kpis_lowering": [i.kpi for i in impacts]},
+            outputs={
+                "p_convert": probability,
+                **({} if stages is None else {"p_basket": float(stages[0, 0]), "p_checkout": float(stages[0, 1])}),
+                "kpis_lowering": [i.kpi for i in impacts],
+            },
         )
 
     return api

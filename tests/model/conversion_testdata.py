@@ -1,8 +1,9 @@
 """A conversion training set built straight from raw sessions with pandas, standing in for Feast in model tests.
 
-Columns as ``get_historical_features`` returns them for ``conversion_v1``: ids, ``event_timestamp`` (= started_at),
-the label, the ``session_kpis`` features and the ``customer_history`` columns. A few history columns are derived
-from the customer's sessions of earlier days (so the null/non-null path of the preprocessing is exercised); the
+Columns as ``get_historical_features`` returns them for ``conversion_v1``: ids, ``event_timestamp``
+(= started_at), the label and the basket stage (``added_to_cart``, from the impressions), the ``session_kpis``
+features and the ``customer_history`` columns. A few history columns are derived from the customer's sessions
+of earlier days (so the null/non-null path of the preprocessing is exercised); the
 rest stay null, as for a customer without history.
 """
 
@@ -15,7 +16,7 @@ import pandas as pd
 
 from config.models import ModelsConfig, read_models_config
 from feature_repo.contract.lake import read_table
-from feature_repo.contract.schema import KPI_NAMES, SESSIONS
+from feature_repo.contract.schema import IMPRESSIONS, KPI_NAMES, SESSIONS
 from feature_repo.features.tables import ANONYMOUS_CUSTOMER, CUSTOMER_HISTORY
 
 
@@ -34,6 +35,9 @@ def conversion_training_set(raw_root: Path) -> pd.DataFrame:
             **{k: sessions[k].astype("float64") for k in KPI_NAMES},
         }
     )
+    impressions = read_table(raw_root, IMPRESSIONS, columns=["session_id", "added_to_cart"]).to_pandas()
+    baskets = impressions.groupby("session_id")["added_to_cart"].any()
+    frame["added_to_cart"] = frame["session_id"].map(baskets).fillna(False).astype(bool)
     for column in CUSTOMER_HISTORY.column_names:
         frame[column] = np.nan
 

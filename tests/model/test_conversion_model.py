@@ -196,3 +196,64 @@ def test_logged_model_loads_where_the_project_is_not_installed(
     assert done.returncode == 0, done.stderr[-3000:]
     expected = np.asarray(project_model.predict(rows), dtype=np.float64)
     np.testing.assert_allclose(np.load(tmp_path / "scores.npy"), expected, rtol=1e-6)
+
+
+def test_the_model_is_a_funnel_and_serves_its_stages(
+    trained: TrainingResult, model: PyFuncModel, holdout: pd.DataFrame
+) -> None:
+    """P(convert) = P(basket) x P(checkout | basket): the pyfunc's ``output="stages"`` gives the parts of the
+    number its default output serves, and a basket-stage model learned the basket (carts cost nothing to predict)."""
+    rows = registry.model_input(model, holdout)
+    stages = model.predict(rows, params={"output": "stages"})
+    assert list(stages.columns) == ["p_convert", "p_basket", "p_checkout"] and len(stages) == len(holdout)
+    np.testing.assert_allclose(stages["p_convert"], _predict(model, holdout), rtol=1e-6)
+    np.testing.assert_allclose(stages["p_convert"], stages["p_basket"] * stages["p_checkout"], rtol=1e-5)
+    assert stages[["p_basket", "p_checkout"]].gt(0).all().all() and stages[["p_basket", "p_checkout"]].lt(1).all().all()
+    # the logged holdout keeps the basket label: the basket stage predicts the basket rate (which products a
+    # session was shown decides its basket more than its KPIs do), the checkout stage ranks the baskets' sessions
+    carted = holdout["added_to_cart"].to_numpy(bool)
+    assert abs(stages["p_basket"].mean() - carted.mean()) < 0.03, (stages["p_basket"].mean(), carted.mean())
+    converted = holdout.loc[carted, "converted"].to_numpy()
+    assert binary_classification_metrics(converted, stages["p_checkout"].to_numpy()[carted])["roc_auc"] > 0.65
+    with pytest.raises(Exception, match="output"):
+        model.predict(rows.head(3), params={"output": "logits"})
+    params = registry.configure_mlflow().get_run(trained.run_id).data.params
+    assert params["stages"] == "basket,checkout" and float(params["calibration.basket.slope"]) > 0
+    assert float(params["calibration.checkout.slope"]) == 1.0  # the checkout stage's level only, not its effects
+
+
+def test_the_served_checkout_level_is_the_validation_days_and_only_the_level(
+    trained: TrainingResult, model: PyFuncModel, training_set: Path
+) -> None:
+    """Served, the checkout stage predicts the validation days' checkout rate among baskets; undoing the shift
+    (``at_training_level``) changes each session's checkout logit by the same constant and the basket not at all."""
+    from scipy.special import logit
+
+    from training.conversion.model import at_training_level, load_logged_model
+    from training.conversion.pyfunc import predict_stages
+
+    preprocessor, module = load_logged_model(trained.model_uri)
+    validation = split_by_time(read_training_set(training_set), RUN_DATE, 28, 7, 3).validation
+    x = preprocessor.transform(validation)
+    served, fitted = predict_stages(module, x), predict_stages(at_training_level(module), x)
+    rows = registry.model_input(model, validation.head(100))  # the logged pyfunc serves the same network
+    np.testing.assert_allclose(model.predict(rows, params={"output": "stages"})["p_checkout"], served[:100, 1],
+                               rtol=1e-6)
+    basket = validation["added_to_cart"].to_numpy(bool)
+    assert served[basket, 1].sum() == pytest.approx(validation.loc[basket, "converted"].sum(), rel=1e-4)
+    np.testing.assert_allclose(served[:, 0], fitted[:, 0])
+    shift = logit(served[:, 1]) - logit(fitted[:, 1])
+    assert shift.std() < 1e-4 and abs(shift.mean()) > 1e-4
+
+
+
+def test_the_funnel_is_at_least_as_good_as_one_stage_on_the_same_holdout(trained: TrainingResult) -> None:
+    """The single-stage model of before, searched and calibrated in the same run, scored on the same sessions:
+    the funnel is not worse on any of ROC-AUC, log loss and calibration error (paired 95% bootstrap interval)."""
+    metrics = registry.configure_mlflow().get_run(trained.run_id).data.metrics
+    for name, better in (("roc_auc", 1), ("log_loss", -1), ("ece", -1)):
+        gap = metrics[f"funnel_minus_single.{name}"]
+        low, high = metrics[f"funnel_minus_single.{name}_ci_low"], metrics[f"funnel_minus_single.{name}_ci_high"]
+        assert low <= gap <= high, name
+        assert metrics[name] - metrics[f"single_stage.{name}"] == pytest.approx(gap, abs=1e-9), name
+        assert (high if better > 0 else -low) >= 0, f"funnel worse than one stage on {name}: {gap:+.4f} [{low}, {high}]"

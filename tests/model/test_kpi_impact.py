@@ -1,26 +1,27 @@
-"""KPI impact analysis: exact answers on a known logistic model, and the demo shop's planted truth recovered.
+"""KPI impact analysis: exact answers on a known logistic model, and the planted truth of three shops recovered.
 
 Synthetic tests score a logistic model whose what-if has a closed form, so the analysis must reproduce it to
-rounding. The demo tests train the nightly configuration (``config/models.yaml``) on the demo shop, check what the
-run logs, and compare the analysis over *every* simulated session (the population ``truth.json`` averages over)
-with the planted effects, using the interval that includes the refitted models' spread: the session-only
-interval holds the model fixed and is some 50 times too narrow to be an interval for the true effect.
+rounding. The demo tests train the nightly configuration (``config/models.yaml``) on the demo shop and check what
+the run logs. The truth tests fit the nightly's model (``fit_conversion``: the two-stage funnel, its search,
+calibration and 8 refits on bootstrap resamples of the training days) on the demo shops of lake seeds 7, 8 and 9,
+analyse *every* simulated session (the population ``truth.json`` averages over) and compare with the planted
+effects, using the interval that includes the refitted models' spread (the session-only interval holds the model
+fixed and is far too narrow to be an interval for the true effect).
 
-What the demo shop supports, measured on lake seed 7 with this configuration (2026-11-24): every planted KPI has
-variance of its own (R² on the others 0.01-0.80; LCP 0.65 since the simulator gives the largest element its own
-load delay) and an interval above zero; the effects of LCP, INP, checkout, search and JavaScript errors lie in
-their intervals. What it does not: the 5xx count's estimate (23 per 100k, interval 20-26) misses its planted 31,
-and with it the exact planted top six (5xx ranks 7th behind page weight, which shares image bytes with LCP).
-Every estimate is 75-100% of the truth: the planted checkout step is sigmoid(logit) with a mean near 0.5, so an
-effect on the logit is damped on P(convert) by a factor (1 - s) that grows with the error count; early stopping
-on a 3-day validation window (~250 conversions) keeps the network from fitting that curvature, and a correctly
-specified logistic regression on the same rows also lands at 25. Those two claims stay below as expected failures.
+Measured 2026-12-07 (estimate / planted, 5% what-if on all sessions): seed 7 LCP 0.97, INP 0.77, checkout 0.96,
+search 0.92, JS errors 1.05, 5xx 0.89; seed 8 0.90 / 1.05 / 0.76 / 1.34 / 1.01 / 1.01; seed 9 0.97 / 0.73 / 1.12 /
+0.83 / 0.74 / 0.94. The planted six are exactly the top six on all three shops, every one is attributed to the
+checkout stage where the simulator plants it, and every planted effect but one lies in its interval: seed 9's
+JavaScript errors (``KNOWN_MISSES``, a strict xfail). Resampling sessions instead of days left seed 8's search
+latency outside too (its interval 52.7-77.5 per 100k against 48.5): the day's backend load moves the latencies of
+all of a day's sessions together.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,18 +34,18 @@ from pydantic import ValidationError
 from config.models import KpiImpactConfig, ModelConfig, ModelsConfig, read_models_config
 from feature_repo.contract.schema import KPI_NAMES
 from simulator.truth import load_truth
+from simulator.world import PLANTED_KPI_EFFECTS
 from training.conversion.kpi_impact import KpiImpactResult, analyze_kpi_impact, improved_values
 from training.conversion.kpi_impact_report import write_report
 from training.conversion.model import (
     MODEL_NAME,
     TrainingResult,
     apply_platt,
-    bootstrap_refits,
+    at_training_level,
+    fit_conversion,
     kpi_impact_analysis,
     read_training_set,
-    split_by_time,
     train_conversion,
-    training_data,
 )
 from training.conversion.pyfunc import ConversionMLP
 from training.shared import registry
@@ -325,30 +326,6 @@ def truth(demo_lake: Path) -> dict:
     return load_truth(demo_lake)["conversion"]
 
 
-@pytest.fixture(scope="module")
-def every_session(trained: TrainingResult, training_set: Path, nightly_config: ModelsConfig) -> KpiImpactResult:
-    """The served model and its bootstrap refits, analysed on every simulated session at 5%."""
-    config = nightly_config.model(MODEL_NAME)
-    params = registry.configure_mlflow().get_run(trained.run_id).data.params
-    frame = read_training_set(training_set)
-    split = split_by_time(
-        frame, RUN_DATE, config.training_window_days, config.holdout_days, int(params["validation_days"])
-    )
-    served = registry.load_model(trained.model_uri).unwrap_python_model()
-    refits = bootstrap_refits(
-        trained.hyperparameters,
-        training_data(served.preprocessor, split.train),
-        training_data(served.preprocessor, split.validation),
-        config.kpi_impact.model_refits,
-        torch.device("cpu"),
-        config.calibration,
-    )
-    seed = int(trained.hyperparameters["seed"])
-    return kpi_impact_analysis(
-        served.module, served.preprocessor, frame, refits, config.kpi_impact, seed, improvements=(0.05,), n_repeats=0
-    )
-
-
 def test_training_logs_the_kpi_impact_report(trained: TrainingResult, logged_impact: dict) -> None:
     client = registry.configure_mlflow()
     run = client.get_run(trained.run_id)
@@ -363,6 +340,7 @@ def test_training_logs_the_kpi_impact_report(trained: TrainingResult, logged_imp
             "what_if.png",
             "flips.png",
             "reliability.png",
+            "stages.png",
         )
     }
     impact = logged_impact
@@ -373,7 +351,10 @@ def test_training_logs_the_kpi_impact_report(trained: TrainingResult, logged_imp
             r for r in impact["what_if"] if r["kpi"] == kpi and r["improvement"] == 0.05 and r["population"] == "all"
         )
         assert run.data.metrics[f"what_if_5pct.{kpi}"] == pytest.approx(row["delta_conversion_rate"])
-    assert run.data.params["calibration"] == "platt" and float(run.data.params["calibration.slope"]) > 0
+        parts = [run.data.metrics[f"what_if_5pct.{kpi}.{stage}"] for stage in impact["stages"]]
+        assert sum(parts) == pytest.approx(row["delta_conversion_rate"], rel=1e-6, abs=1e-12)  # split by stage
+    assert impact["stages"] == ["basket", "checkout"] and run.data.params["stages"] == "basket,checkout"
+    assert run.data.params["calibration"] == "platt" and float(run.data.params["calibration.basket.slope"]) > 0
     assert run.data.metrics["ece"] < 0.01 and "uncalibrated_ece" in run.data.metrics
     assert run.data.metrics["kpi_impact_seconds"] > 0  # its speed is a benchmark figure, not a test
 
@@ -404,24 +385,94 @@ def test_the_cli_analyses_a_logged_model_as_training_did(
     assert five_pct(impact) == pytest.approx(five_pct(logged_impact), rel=1e-4, abs=1e-9)
 
 
-def test_the_top_of_the_ranking_is_planted(every_session: KpiImpactResult, truth: dict) -> None:
-    planted = set(truth["planted_kpis"])
-    assert set(every_session.ranking[:4]) <= planted, every_session.ranking[:8]
-    assert len(set(every_session.ranking[:6]) & planted) >= 5, every_session.ranking[:8]
+# --- the planted truth, on three simulated shops ----------------------------------------------------------------------
+TRUTH_SEEDS = (7, 8, 9)
 
 
-XFAIL_5XX = pytest.mark.xfail(
-    reason="the 5xx count's effect is estimated at 75% of the planted 31 per 100k with a narrow interval (20-26) on "
-    "lake seed 7: see the module docstring (issue 17)",
-    strict=True,
-    raises=AssertionError,
-)
+@dataclass(frozen=True)
+class Shop:
+    """One simulated shop, the nightly's model fitted on it, and its what-if over every simulated session."""
+
+    seed: int
+    truth: dict
+    impact: KpiImpactResult
 
 
-@XFAIL_5XX
-def test_the_planted_kpis_are_exactly_the_top_of_the_ranking(every_session: KpiImpactResult, truth: dict) -> None:
-    planted = set(truth["planted_kpis"])
-    assert set(every_session.ranking[: len(planted)]) == planted, every_session.ranking[:8]
+@pytest.fixture(scope="module", params=TRUTH_SEEDS, ids=lambda seed: f"seed{seed}")
+def shop(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, nightly_config: ModelsConfig
+) -> Shop:
+    """The nightly's fitting (``fit_conversion``: split, search, calibration, refits) on the shop of lake seed
+    ``seed``, analysed on *every* simulated session (the population ``truth.json`` averages over) at 5%."""
+    seed = request.param
+    if seed == 7:
+        lake = request.getfixturevalue("demo_lake")
+    else:
+        from simulator.shop import simulate
+
+        lake = tmp_path_factory.mktemp(f"shop{seed}") / "raw"
+        simulate(dt.date(2026, 1, 1), RUN_DATE, lake, seed=seed, scale="demo")
+    config = nightly_config.model(MODEL_NAME)
+    frame = read_training_set(write_conversion_training_set(lake, tmp_path_factory.mktemp("sets") / "set.parquet"))
+    fitted = fit_conversion(frame, RUN_DATE, config, torch.device("cpu"))
+    assert fitted.funnel
+    refits = fitted.refits(config.kpi_impact.model_refits, torch.device("cpu"))
+    # the population is six weeks of sessions: the model at its training days' level, not the served level of the
+    # last days (``at_training_level``; the served checkout stage differs by its intercept alone)
+    impact = kpi_impact_analysis(
+        at_training_level(fitted.module), fitted.preprocessor, frame, [at_training_level(m) for m in refits],
+        config.kpi_impact, int(fitted.chosen["seed"]), improvements=(0.05,), n_repeats=0,
+    )
+    return Shop(seed, load_truth(lake)["conversion"], impact)
+
+
+def test_the_planted_kpis_are_exactly_the_top_of_the_ranking(shop: Shop) -> None:
+    planted = set(shop.truth["planted_kpis"])
+    assert planted == set(PLANTED_KPI_EFFECTS)
+    assert set(shop.impact.ranking[: len(planted)]) == planted, shop.impact.ranking[:8]
+
+
+def test_every_planted_kpi_is_attributable_and_detected(shop: Shop) -> None:
+    """The shop gives every planted KPI variance of its own (R² < 0.9 on the others) and each is found."""
+    for kpi in shop.truth["planted_kpis"]:
+        assert shop.impact.collinearity_r2[kpi] < 0.9, (kpi, shop.impact.collinearity_r2[kpi])
+        assert shop.impact.what_if_for(kpi).model_ci_low > 0, kpi
+
+
+# (lake seed, KPI) -> why its planted effect lies outside the interval; a strict xfail each, in the README's gaps.
+KNOWN_MISSES = {
+    (9, "js_error_count"): (
+        "lake seed 9's sessions carry less of the JavaScript-error effect than planted: the model estimates 23.4 per "
+        "100k (interval 20.7-26.1) against 31.8. A plain logistic regression of conversion among basket sessions on "
+        "the planted KPI forms finds its error coefficient a third below seed 8's on the same days (-0.16 +- 0.02 "
+        "against -0.24 +- 0.02, 2.9 standard errors apart; the other KPIs' differ by less than two)"
+    ),
+}
+
+
+@pytest.mark.parametrize("kpi", list(PLANTED_KPI_EFFECTS))
+@pytest.mark.parametrize("population", ["all", "non_converted"])
+def test_every_planted_effect_lies_in_its_interval(
+    shop: Shop, population: str, kpi: str, request: pytest.FixtureRequest
+) -> None:
+    if (shop.seed, kpi) in KNOWN_MISSES:
+        request.applymarker(pytest.mark.xfail(reason=KNOWN_MISSES[shop.seed, kpi], raises=AssertionError, strict=True))
+    key = "delta_conversion_rate" if population == "all" else "delta_conversion_rate_non_converted"
+    planted = shop.truth["what_if"][kpi]["0.05"][key]
+    row = shop.impact.what_if_for(kpi, 0.05, population)
+    assert row.model_ci_low <= planted <= row.model_ci_high, (
+        f"seed {shop.seed} {kpi}: interval {1e5 * row.model_ci_low:.1f}-{1e5 * row.model_ci_high:.1f} per 100k, "
+        f"estimate {1e5 * row.delta_conversion_rate:.1f}, planted {1e5 * planted:.1f}"
+    )
+
+
+def test_each_planted_kpi_is_attributed_to_the_stage_it_acts_on(shop: Shop) -> None:
+    assert shop.impact.stages == ("basket", "checkout")
+    for kpi, planted in shop.truth["planted_kpis"].items():
+        row = shop.impact.what_if_for(kpi)
+        assert row.main_stage == planted["stage"], (kpi, [(p.stage, 1e5 * p.delta_conversion_rate) for p in row.stages])
+        # the two parts add up to the change
+        assert sum(p.delta_conversion_rate for p in row.stages) == pytest.approx(row.delta_conversion_rate, rel=1e-9)
 
 
 def test_the_most_important_kpis_on_the_holdout_are_planted(logged_impact: dict, truth: dict) -> None:
@@ -430,28 +481,3 @@ def test_the_most_important_kpis_on_the_holdout_are_planted(logged_impact: dict,
     assert {r["kpi"] for r in by_auc_drop[:4]} <= set(truth["planted_kpis"]), [r["kpi"] for r in by_auc_drop[:6]]
 
 
-def test_every_planted_kpi_is_attributable_and_detected(every_session: KpiImpactResult, truth: dict) -> None:
-    """The shop gives every planted KPI variance of its own (R² < 0.9 on the others) and each is found."""
-    for kpi in truth["planted_kpis"]:
-        assert every_session.collinearity_r2[kpi] < 0.9, (kpi, every_session.collinearity_r2[kpi])
-        assert every_session.what_if_for(kpi).model_ci_low > 0, kpi
-
-
-@pytest.mark.parametrize(
-    "kpi",
-    [
-        "lcp_ms",
-        "inp_ms",
-        "checkout_latency_ms",
-        "search_latency_ms",
-        "js_error_count",
-        pytest.param("http_5xx_count", marks=XFAIL_5XX),
-    ],
-)
-@pytest.mark.parametrize("population", ["all", "non_converted"])
-def test_planted_effect_lies_in_the_interval(every_session: KpiImpactResult, truth: dict, kpi: str, population: str):
-    assert kpi in truth["planted_kpis"]
-    key = "delta_conversion_rate" if population == "all" else "delta_conversion_rate_non_converted"
-    planted = truth["what_if"][kpi]["0.05"][key]
-    row = every_session.what_if_for(kpi, 0.05, population)
-    assert row.model_ci_low <= planted <= row.model_ci_high, (row.delta_per_100k, planted * 1e5)

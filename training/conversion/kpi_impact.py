@@ -10,6 +10,10 @@ Model-agnostic: it needs ``predict(frame) -> P(convert)`` per row and a labelled
   continuous). The mean change of P(convert) is the change in expected conversion rate; times 100 000 it is the
   expected converted sessions per 100k sessions. Reported over all holdout sessions and over the non-converted
   ones, each with a 95% bootstrap interval, and the KPIs are ranked by the 5% figure over all sessions;
+* **by funnel stage**: when ``predict`` returns the probabilities of two stages per session (P(basket) and
+  P(convert | basket); P(convert) is their product), each what-if change is split between the stages by the
+  Shapley rule for a product: the basket stage is credited ``(a1 - a0) (b0 + b1) / 2`` and the checkout stage
+  ``(b1 - b0) (a0 + a1) / 2``, which add up to the change of ``a b`` exactly. Each part has its intervals too;
 * **flips**: the common practice of counting sessions whose thresholded prediction goes from 0 to 1, reported
   beside the expected value at several thresholds to show how much it depends on the threshold (the expected
   value does not depend on one).
@@ -44,8 +48,9 @@ from training.shared.metrics import expected_calibration_error
 
 logger = logging.getLogger(__name__)
 
+# rows -> P(label) per row (n,), or the probabilities of the funnel's stages (n, S) whose product P(label) is
 Predict = Callable[[pd.DataFrame], np.ndarray]
-# ``overrides -> P``: the predictions for one fixed frame with the given columns replaced (see :func:`bind_rows`)
+# ``overrides -> stage probabilities (n, S)`` for one fixed frame with the given columns replaced (:func:`bind_rows`)
 Bound = Callable[[Mapping[str, np.ndarray]], np.ndarray]
 Direction = Literal["decrease", "increase"]
 
@@ -70,6 +75,18 @@ class KpiImportance:
 
 
 @dataclass(frozen=True)
+class StageDelta:
+    """The part of a what-if change credited to one funnel stage (see the module docstring), with its intervals."""
+
+    stage: str
+    delta_conversion_rate: float
+    ci_low: float
+    ci_high: float
+    model_ci_low: float | None = None
+    model_ci_high: float | None = None
+
+
+@dataclass(frozen=True)
 class WhatIf:
     """Mean change of P(convert) when one KPI improves by ``improvement`` (0.05 = 5%) on a population of sessions."""
 
@@ -82,6 +99,22 @@ class WhatIf:
     ci_high: float
     model_ci_low: float | None = None  # 95%, with the spread of refitted models added; None without refits
     model_ci_high: float | None = None
+    stages: tuple[StageDelta, ...] = ()  # the change split by funnel stage (one entry for a single-stage model)
+
+    def stage_delta(self, stage: str) -> float:
+        """The part of the change credited to ``stage``."""
+        return self.stage(stage).delta_conversion_rate
+
+    def stage(self, stage: str) -> StageDelta:
+        for part in self.stages:
+            if part.stage == stage:
+                return part
+        raise KeyError(f"no stage {stage!r} in {[p.stage for p in self.stages]}")
+
+    @property
+    def main_stage(self) -> str:
+        """The stage credited with most of the change (the largest absolute part)."""
+        return max(self.stages, key=lambda part: abs(part.delta_conversion_rate)).stage
 
     @property
     def delta_per_100k(self) -> float:
@@ -116,6 +149,7 @@ class KpiImpactResult:
 
     label: str
     kpis: tuple[str, ...]
+    stages: tuple[str, ...]  # the funnel's stages, or one for a single-stage model
     directions: dict[str, str]
     improvements: tuple[float, ...]
     rank_at: float
@@ -177,6 +211,8 @@ class KpiImpactResult:
                     "ci_low_per_100k": PER_100K * low,
                     "ci_high_per_100k": PER_100K * high,
                     "non_converted_delta_per_100k": nc.delta_per_100k,
+                    **{f"{part.stage}_per_100k": PER_100K * part.delta_conversion_rate for part in w.stages},
+                    "main_stage": w.main_stage,
                     "roc_auc_drop": imp.roc_auc_drop,
                     "log_loss_increase": imp.log_loss_increase,
                     "flips": self.flips_for(kpi).flips,
@@ -193,6 +229,7 @@ class KpiImpactResult:
             "base_rate": self.base_rate,
             "mean_prediction": self.mean_prediction,
             "kpis": list(self.kpis),
+            "stages": list(self.stages),
             "directions": self.directions,
             "improvements": list(self.improvements),
             "rank_at": self.rank_at,
@@ -252,6 +289,7 @@ def analyze_kpi_impact(
     refit_rows: int = 2_000,
     upper_bounds: Mapping[str, float] | None = None,
     counts: Collection[str] | None = None,
+    stages: Sequence[str] | None = None,
 ) -> KpiImpactResult:
     """Importance, what-if and flip counts of ``kpis`` for the model behind ``predict`` on ``holdout``.
 
@@ -276,6 +314,8 @@ def analyze_kpi_impact(
         upper_bounds: per KPI the largest value an increase may reach [default: the contract's maxima].
         counts: KPIs measured in whole events (errors, responses); an improved count between two integers is
             scored by interpolating the model's logits at both [default: KPIs whose values are all whole numbers].
+        stages: names of the stages when ``predict`` returns one probability per funnel stage (n, S) [default:
+            ``(label,)`` for one column, ``stage_1``, ``stage_2`` for two]. At most two stages.
 
     Returns:
         :class:`KpiImpactResult`; its ``ranking`` is by the what-if at ``rank_at`` over all sessions.
@@ -301,7 +341,9 @@ def analyze_kpi_impact(
     frame = holdout.reset_index(drop=True)
     y = _labels(frame[label])
     scored = bind_rows(predict, frame)
-    p0 = scored({})
+    stages0 = scored({})
+    stage_names = _stage_names(stages, stages0.shape[1], label)
+    p0 = stages0.prod(axis=1)
     rng = np.random.default_rng(seed)
 
     importance = _permutation_importance(predict, frame, kpis, y, n_repeats, importance_max_rows, rng)
@@ -313,13 +355,14 @@ def analyze_kpi_impact(
         bounds,
         frozenset(k for k in kpis if _is_count(frame[k])) if counts is None else frozenset(counts),
     )
-    deltas = scenarios.deltas(scored, frame, p0)  # (n, K, P)
-    boot = _bootstrap_means(deltas, y, n_bootstrap, rng)  # (2 populations, B, K*P)
-    what_if = _what_if_rows(deltas, y, boot, kpis, improvements)
+    deltas = scenarios.deltas(scored, frame, stages0)  # (n, K, P, 1 + S): the change, then its stage parts
+    boot = _bootstrap_means(deltas, y, n_bootstrap, rng)  # (2 populations, B, K*P*(1+S))
+    model_half = None
     if len(refits) >= 2:
-        what_if = _with_model_intervals(what_if, boot, y, frame, refits, scenarios, refit_rows, rng)
+        model_half = _model_half_widths(boot, y, frame, refits, scenarios, refit_rows, rng)
     elif refits:
         logger.warning("one refit gives no spread between models: model intervals need two or more")
+    what_if = _what_if_rows(deltas, y, boot, kpis, improvements, stage_names, model_half)
     at_rank = {
         r.kpi: r.delta_conversion_rate for r in what_if if r.population == "all" and np.isclose(r.improvement, rank_at)
     }
@@ -332,11 +375,12 @@ def analyze_kpi_impact(
         if threshold is None
         else "given by the caller"
     )
-    flips = _flip_counts(p0, p0[:, None] + deltas[:, :, rank_index], kpis, headline, y.mean())
+    flips = _flip_counts(p0, p0[:, None] + deltas[:, :, rank_index, 0], kpis, headline, y.mean())
 
     result = KpiImpactResult(
         label=label,
         kpis=kpis,
+        stages=stage_names,
         directions={k: directions[k] for k in kpis},
         improvements=improvements,
         rank_at=float(rank_at),
@@ -377,13 +421,26 @@ def _labels(values: pd.Series) -> np.ndarray:
     return y.astype(np.int64)
 
 
+def _stage_names(stages: Sequence[str] | None, width: int, label: str) -> tuple[str, ...]:
+    if width > 2:
+        raise ValueError(f"predict returned {width} stage probabilities per row: the split supports one or two")
+    names = tuple(stages) if stages is not None else ((label,) if width == 1 else tuple(f"stage_{i + 1}" for i in
+                                                                                          range(width)))
+    if len(names) != width:
+        raise ValueError(f"{len(names)} stage names {names} for {width} stage probabilities per row")
+    return names
+
+
 def _predict(predict: Predict, frame: pd.DataFrame) -> np.ndarray:
-    return _checked(predict(frame), len(frame))
+    """P(label) per row: the product of the stage probabilities."""
+    return _checked(predict(frame), len(frame)).prod(axis=1)
 
 
 def _checked(values: Any, n: int) -> np.ndarray:
-    p = np.asarray(values, dtype=np.float64).reshape(-1)
-    if len(p) != n:
+    """Probabilities as (n, S): one column per funnel stage (one for a plain P(label))."""
+    p = np.asarray(values, dtype=np.float64)
+    p = p.reshape(-1, 1) if p.ndim <= 1 else p
+    if p.ndim != 2 or len(p) != n:
         raise ValueError(f"predict returned {len(p)} values for {n} rows")
     if not np.isfinite(p).all() or (p < 0).any() or (p > 1).any():
         raise ValueError("predict must return probabilities in [0, 1]")
@@ -424,7 +481,7 @@ class _FramePredictor:
 
     def predict_proba(self, kpi_rows: pd.DataFrame) -> np.ndarray:
         if kpi_rows.index.equals(self.frame.index):  # what sklearn passes: every row, in order, one column shuffled
-            return self.scored({k: kpi_rows[k].to_numpy() for k in self.kpis})
+            return self.scored({k: kpi_rows[k].to_numpy() for k in self.kpis}).prod(axis=1)
         rows = self.frame.loc[kpi_rows.index].copy()
         rows[self.kpis] = kpi_rows.to_numpy()
         return _predict(self.predict_fn, rows)
@@ -481,32 +538,44 @@ class _Scenarios:
     bounds: Mapping[str, float]
     counts: frozenset[str]
 
-    def deltas(self, scored: Bound, frame: pd.DataFrame, p0: np.ndarray) -> np.ndarray:
-        """Per session, KPI and improvement: P(convert) after the improvement minus before, shape (n, K, P).
+    def deltas(self, scored: Bound, frame: pd.DataFrame, stages0: np.ndarray) -> np.ndarray:
+        """Per session, KPI and improvement: the change of P(convert) and its parts by stage, shape (n, K, P, 1 + S).
 
-        ``scored``: :func:`bind_rows` of the model on ``frame``.
+        ``scored``: :func:`bind_rows` of the model on ``frame``; ``stages0``: its stage probabilities as they are.
 
         A count KPI improved to 2.85 errors is scored between the model's answers at 2 and 3 errors, interpolated
-        on the logit scale (0.15 x logit P(2) + 0.85 x logit P(3)): the model never saw a fractional count, so what
-        it says between two integers is not learnt from data (on a log1p input, reading it off directly understates
-        an effect linear in the count by about a quarter), and on the logit scale the interpolation is exact for
-        an effect linear in the count's logit, which is how a rate 5% lower acts in a logistic model.
+        on the logit scale (0.15 x logit P(2) + 0.85 x logit P(3), per stage): the model never saw a fractional
+        count, so what it says between two integers is not learnt from data (on a log1p input, reading it off
+        directly understates an effect linear in the count by about a quarter), and on the logit scale the
+        interpolation is exact for an effect linear in the count's logit, which is how a rate 5% lower acts in a
+        logistic model.
         """
-        deltas = np.empty((len(frame), len(self.kpis), len(self.improvements)))
+        n, n_stages = stages0.shape
+        deltas = np.empty((n, len(self.kpis), len(self.improvements), 1 + n_stages))
         for i, kpi in enumerate(self.kpis):
             for j, pct in enumerate(self.improvements):
                 better = improved_values(frame[kpi], self.directions[kpi], pct, self.bounds.get(kpi))
                 if kpi not in self.counts:
-                    deltas[:, i, j] = scored({kpi: better}) - p0
+                    deltas[:, i, j] = _split(stages0, scored({kpi: better}))
                     continue
                 low = np.floor(better)
                 weight = np.nan_to_num(better - low, nan=0.0)
                 p = scored({kpi: low})
                 if (weight > 0).any():
                     high = scored({kpi: low + 1.0})
-                    p = np.where(weight > 0, _sigmoid((1.0 - weight) * _logit(p) + weight * _logit(high)), p)
-                deltas[:, i, j] = p - p0
+                    w = weight[:, None]
+                    p = np.where(w > 0, _sigmoid((1.0 - w) * _logit(p) + w * _logit(high)), p)
+                deltas[:, i, j] = _split(stages0, p)
         return deltas
+
+
+def _split(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """(n, 1 + S): the change of the stages' product, then each stage's Shapley share of it (S = 1 or 2)."""
+    total = after.prod(axis=1) - before.prod(axis=1)
+    if before.shape[1] == 1:
+        return np.column_stack([total, total])
+    (a0, b0), (a1, b1) = before.T, after.T
+    return np.column_stack([total, (a1 - a0) * (b0 + b1) / 2.0, (b1 - b0) * (a0 + a1) / 2.0])
 
 
 def _logit(p: np.ndarray) -> np.ndarray:
@@ -533,7 +602,7 @@ def _bootstrap_counts(n: int, n_bootstrap: int, rng: np.random.Generator, chunk:
 
 
 def _bootstrap_means(deltas: np.ndarray, y: np.ndarray, n_bootstrap: int, rng: np.random.Generator) -> np.ndarray:
-    """Resampled means of the flattened deltas: shape (2, B, K*P), [all sessions, non-converted sessions]."""
+    """Resampled means of the flattened deltas: shape (2, B, F), [all sessions, non-converted sessions]."""
     n = deltas.shape[0]
     flat = deltas.reshape(n, -1)
     non_converted = (y == 0).astype(np.float64)
@@ -547,32 +616,47 @@ def _bootstrap_means(deltas: np.ndarray, y: np.ndarray, n_bootstrap: int, rng: n
 
 
 def _what_if_rows(
-    deltas: np.ndarray, y: np.ndarray, boot: np.ndarray, kpis: tuple[str, ...], improvements: tuple[float, ...]
+    deltas: np.ndarray,
+    y: np.ndarray,
+    boot: np.ndarray,
+    kpis: tuple[str, ...],
+    improvements: tuple[float, ...],
+    stages: tuple[str, ...],
+    model_half: np.ndarray | None,
 ) -> list[WhatIf]:
-    low, high = np.percentile(boot, [2.5, 97.5], axis=1)  # (2, K*P)
+    """One row per population, KPI and improvement; ``model_half``: (2, F) half-widths with the refits' spread."""
+    low, high = np.percentile(boot, [2.5, 97.5], axis=1)  # (2, F)
     masks = {"all": np.ones(len(y), bool), "non_converted": y == 0}
+    shape = deltas.shape[1:]  # (K, P, 1 + S)
     rows = []
     for m, population in enumerate(POPULATIONS):
         means = deltas[masks[population]].mean(axis=0).reshape(-1)
+        half = None if model_half is None else model_half[m]
         for i, kpi in enumerate(kpis):
             for j, pct in enumerate(improvements):
-                f = i * len(improvements) + j
+                f0, *parts = (int(np.ravel_multi_index((i, j, c), shape)) for c in range(shape[2]))
+                est, lo, hi, mlo, mhi = _interval(means, low[m], high[m], half, f0)
+                stage_parts = tuple(
+                    StageDelta(stage, *_interval(means, low[m], high[m], half, f))
+                    for stage, f in zip(stages, parts, strict=True)
+                )
                 rows.append(
-                    WhatIf(
-                        kpi,
-                        pct,
-                        population,
-                        int(masks[population].sum()),
-                        float(means[f]),
-                        float(low[m, f]),
-                        float(high[m, f]),
-                    )
+                    WhatIf(kpi, pct, population, int(masks[population].sum()), est, lo, hi, mlo, mhi, stage_parts)
                 )
     return rows
 
 
-def _with_model_intervals(
-    rows: list[WhatIf],
+def _interval(
+    means: np.ndarray, low: np.ndarray, high: np.ndarray, half: np.ndarray | None, f: int
+) -> tuple[float, float, float, float | None, float | None]:
+    """Estimate, session interval and (with refits) model interval of flattened figure ``f``."""
+    est = float(means[f])
+    if half is None:
+        return est, float(low[f]), float(high[f]), None, None
+    return est, float(low[f]), float(high[f]), est - float(half[f]), est + float(half[f])
+
+
+def _model_half_widths(
     boot: np.ndarray,
     y: np.ndarray,
     frame: pd.DataFrame,
@@ -580,8 +664,8 @@ def _with_model_intervals(
     scenarios: _Scenarios,
     refit_rows: int,
     rng: np.random.Generator,
-) -> list[WhatIf]:
-    """Add ``model_ci_*``: estimate +- t(m-1) * sqrt(variance between refits + variance over sessions).
+) -> np.ndarray:
+    """Half-widths of ``model_ci_*``: t(m-1) * sqrt(variance between refits + variance over sessions), (2, F).
 
     Each refitted model is scored on the same seeded subsample of sessions, so the spread between refits is the
     model's (training data) uncertainty alone; the session bootstrap adds the holdout's sampling uncertainty.
@@ -596,28 +680,9 @@ def _with_model_intervals(
         scored = bind_rows(refit, sub)
         d = scenarios.deltas(scored, sub, scored({}))
         per_refit.append(np.stack([d.mean(axis=0).reshape(-1), d[non_converted].mean(axis=0).reshape(-1)]))
-    model_var = np.var(np.stack(per_refit), axis=0, ddof=1)  # (2, K*P)
+    model_var = np.var(np.stack(per_refit), axis=0, ddof=1)  # (2, F)
     session_var = np.var(boot, axis=1, ddof=1)
-    half = stats.t.ppf(0.975, len(refits) - 1) * np.sqrt(model_var + session_var)
-    out = []
-    for row in rows:
-        m = POPULATIONS.index(row.population)
-        f = scenarios.kpis.index(row.kpi) * len(scenarios.improvements) + scenarios.improvements.index(row.improvement)
-        est = row.delta_conversion_rate
-        out.append(
-            WhatIf(
-                row.kpi,
-                row.improvement,
-                row.population,
-                row.sessions,
-                est,
-                row.ci_low,
-                row.ci_high,
-                float(est - half[m, f]),
-                float(est + half[m, f]),
-            )
-        )
-    return out
+    return stats.t.ppf(0.975, len(refits) - 1) * np.sqrt(model_var + session_var)
 
 
 def _flip_counts(

@@ -8,17 +8,20 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
-from training.conversion.kpi_impact import analyze_kpi_impact
 from training.conversion.kpi_impact_report import write_report
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    """``python -m training.conversion.kpi_impact_cli MODEL_URI HOLDOUT OUT_DIR``: analyse a logged conversion model."""
-    from feature_repo.contract.schema import KPI_NAMES
-    from training.shared import registry
+    """``python -m training.conversion.kpi_impact_cli MODEL_URI HOLDOUT OUT_DIR``: analyse a logged conversion model.
+
+    The logged pyfunc's own network and preprocessing are analysed the way training analyses them
+    (:func:`training.conversion.model.kpi_impact_analysis`: a funnel's what-if split by stage, counts read where the
+    network puts them), with session intervals only: the refitted models of a training run are not logged.
+    """
+    from config.models import KpiImpactConfig
+    from training.conversion.model import kpi_impact_analysis, load_logged_model
 
     parser = argparse.ArgumentParser(description=main.__doc__)
     parser.add_argument("model_uri", help="models:/conversion/<version>, models:/conversion@champion or runs:/...")
@@ -28,15 +31,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--n-bootstrap", type=int, default=200)
     parser.add_argument("--seed", type=int, default=7)
     args = parser.parse_args(argv)
-    model = registry.load_model(args.model_uri)
+
+    try:
+        preprocessor, module = load_logged_model(args.model_uri)
+    except KeyError as missing:
+        parser.error(f"{args.model_uri} is not a conversion model (no {missing} artifact)")
     holdout = pd.read_parquet(args.holdout)
-
-    def predict(frame: pd.DataFrame) -> np.ndarray:
-        return np.asarray(model.predict(registry.model_input(model, frame)), dtype=np.float64)
-
-    result = analyze_kpi_impact(
-        predict, holdout, KPI_NAMES, label=args.label, n_bootstrap=args.n_bootstrap, seed=args.seed
-    )
+    if args.label not in holdout.columns:
+        parser.error(f"{args.holdout} has no label column {args.label!r}")
+    config = KpiImpactConfig(enabled=True, n_bootstrap=args.n_bootstrap)
+    result = kpi_impact_analysis(module, preprocessor, holdout, [], config, args.seed, label=args.label)
     paths = write_report(result, args.out_dir, f"KPI impact of {args.model_uri}")
     print(result.ranking_table().to_string(index=False, float_format=lambda v: f"{v:.4g}"))
     print("\n".join(str(p) for p in paths.values()))

@@ -46,6 +46,8 @@ def write_report(
         "flips_plot": _plot_flips(result, out_dir / "flips.png"),
         "reliability_plot": _plot_reliability(curves, out_dir / "reliability.png"),
     }
+    if len(result.stages) > 1:
+        paths["stages_plot"] = _plot_stages(result, out_dir / "stages.png")
     sections = _sections(result, curves)
     paths["markdown"] = out_dir / "report.md"
     paths["markdown"].write_text(markdown(title, sections))
@@ -152,6 +154,7 @@ def _sections(result: KpiImpactResult, curves: Mapping[str, tuple[np.ndarray, np
             },
         }
     )
+    stage_sections = _stage_sections(result) if len(result.stages) > 1 else []
     importance = pd.DataFrame(
         [
             {
@@ -193,6 +196,7 @@ def _sections(result: KpiImpactResult, curves: Mapping[str, tuple[np.ndarray, np
             ),
             by_pct_nc,
         ),
+        *stage_sections,
         Section(
             "Permutation importance",
             (
@@ -230,6 +234,37 @@ def _sections(result: KpiImpactResult, curves: Mapping[str, tuple[np.ndarray, np
             "reliability.png",
         ),
     ]
+
+
+def _stage_sections(result: KpiImpactResult) -> list[Section]:
+    """The what-if split by funnel stage, at every improvement, on all and on non-converted sessions."""
+    sections = []
+    for population, heading in (("all", "all holdout sessions"), ("non_converted", "non-converted holdout sessions")):
+        rows = []
+        for kpi in result.ranking:
+            for x in result.improvements:
+                w = result.what_if_for(kpi, x, population)
+                row = {"KPI": kpi, "improvement": f"{x:.0%}", "Δ /100k": f"{_fmt(w.delta_per_100k)} {_ci(*w.interval)}"}
+                for part in w.stages:
+                    low, high = (part.model_ci_low, part.model_ci_high) if part.model_ci_low is not None else (
+                        part.ci_low, part.ci_high)
+                    delta = _fmt(PER_100K * part.delta_conversion_rate)
+                    row[f"{part.stage} stage Δ /100k"] = f"{delta} {_ci(low, high)}"
+                row["main stage"] = w.main_stage
+                rows.append(row)
+        sections.append(Section(
+            f"By funnel stage, {heading}",
+            (
+                f"P(convert) = P({result.stages[0]}) x P(convert | {result.stages[0]}). Each change is split between "
+                "the stages by the Shapley rule for a product (the two parts add up to the change exactly); the main "
+                "stage is the one credited with most of it. A KPI that slows checkout costs sales in the "
+                f"{result.stages[1]} stage, one that puts shoppers off filling a basket in the {result.stages[0]} "
+                "stage.",
+            ) if population == "all" else (),
+            pd.DataFrame(rows),
+            "stages.png" if population == "all" else None,
+        ))
+    return sections
 
 
 # --- plots (on the shared renderer's Agg figures) -------------------------------------------------------------------
@@ -277,6 +312,29 @@ def _plot_what_if(result: KpiImpactResult, path: Path) -> Path:
     ax_line.set_xticks(xs)
     ax_line.legend(fontsize=7)
     fig.suptitle("What-if: expected conversions gained when one KPI improves", fontsize=10)
+    return save(fig, path)
+
+
+def _plot_stages(result: KpiImpactResult, path: Path) -> Path:
+    fig = figure(9, 1.5 + 0.22 * len(result.kpis))
+    ax = fig.subplots()
+    order = list(reversed(result.ranking))
+    y = np.arange(len(order))
+    height = 0.8 / len(result.stages)
+    colors = ("#4c72b0", "#c44e52", "#55a868")
+    for c, stage in enumerate(result.stages):
+        parts = [result.what_if_for(k).stage(stage) for k in order]
+        est = np.array([PER_100K * p.delta_conversion_rate for p in parts])
+        low = np.array([PER_100K * (p.model_ci_low if p.model_ci_low is not None else p.ci_low) for p in parts])
+        high = np.array([PER_100K * (p.model_ci_high if p.model_ci_high is not None else p.ci_high) for p in parts])
+        ax.barh(y + (c - (len(result.stages) - 1) / 2) * height, est, height, xerr=[est - low, high - est],
+                color=colors[c % len(colors)], ecolor="#333", capsize=2, label=f"{stage} stage")
+    ax.set_yticks(y, order)
+    ax.axvline(0, color="#555", lw=0.8)
+    ax.set_xlabel(f"Δ converted sessions per 100k at {result.rank_at:.0%}, by funnel stage (95% CI)")
+    ax.tick_params(labelsize=8)
+    ax.legend(fontsize=8)
+    fig.suptitle("Where each KPI costs conversions: the funnel stage it acts on", fontsize=10)
     return save(fig, path)
 
 

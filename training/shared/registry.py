@@ -343,16 +343,27 @@ def training_run(experiment: str, run_name: str, tags: Mapping[str, Any] | None 
 
 
 def tabular_signature(
-    string_columns: list[str], numeric_columns: list[str], optional_columns: list[str], output_name: str
+    string_columns: list[str],
+    numeric_columns: list[str],
+    optional_columns: list[str],
+    output_name: str,
+    params: Iterable[tuple[str, str, Any, tuple[int, ...] | None]] = (),
 ) -> ModelSignature:
-    """A DataFrame-in, 1-d float64-out signature.
+    """A DataFrame-in, 1-d float64-out signature, with optional inference params (name, type, default, shape).
 
     Numbers are declared ``double``: a nullable integer column arrives as int64 on one day and float64 (with
     NaN) on another, and MLflow refuses to cast float to long but happily widens long to double.
     """
+    from mlflow.types import ParamSchema, ParamSpec
+
     cols = [ColSpec("string", c, required=c not in optional_columns) for c in string_columns]
     cols += [ColSpec("double", c, required=c not in optional_columns) for c in numeric_columns]
-    return ModelSignature(inputs=Schema(cols), outputs=Schema([TensorSpec(np.dtype("float64"), (-1,), output_name)]))
+    specs = [ParamSpec(name, kind, default, shape=shape) for name, kind, default, shape in params]
+    return ModelSignature(
+        inputs=Schema(cols),
+        outputs=Schema([TensorSpec(np.dtype("float64"), (-1,), output_name)]),
+        params=ParamSchema(specs) if specs else None,
+    )
 
 
 def frame_signature(

@@ -48,6 +48,11 @@ def test_scores_a_known_customer_with_the_champion_and_its_online_history(
     frame = frame.astype({c: "float64" for c in frame.columns if c not in ("device", "channel")})
     expected = float(np.asarray(model.predict(registry.model_input(model, frame)))[0])
     assert body["probability"] == pytest.approx(expected, rel=1e-6)
+    # the champion is a funnel: the two stages it answers with compose to the probability
+    stages = model.predict(registry.model_input(model, frame), params={"output": "stages"}).iloc[0]
+    assert body["p_basket"] == pytest.approx(stages["p_basket"], rel=1e-6)
+    assert body["p_checkout"] == pytest.approx(stages["p_checkout"], rel=1e-6)
+    assert body["p_basket"] * body["p_checkout"] == pytest.approx(body["probability"], rel=1e-5)
     assert "feature_read" in response.headers["server-timing"] and "model" in response.headers["server-timing"]
 
 
@@ -140,6 +145,7 @@ def test_every_prediction_is_logged_and_the_log_feeds_the_drift_monitor(
     mine = logged[logged["request_id"].isin(ids)]
     assert (mine["model_version"] == client.app.state.ctx.champions["conversion"].current.version).all()
     assert mine["p_convert"].between(0, 1).all() and (mine["latency_ms"] > 0).all()
+    np.testing.assert_allclose(mine["p_basket"] * mine["p_checkout"], mine["p_convert"], rtol=1e-5)  # the stages
     assert str(mine["logged_at"].dt.tz) == "UTC"
     files = list((prediction_log_root(stack_settings.lake) / "conversion").glob("dt=*/part-*.parquet"))
     assert files and len(files) < sent  # batched, not one file per prediction
@@ -168,3 +174,5 @@ def test_openapi_documents_versioned_paths_and_schemas(client: TestClient) -> No
     assert SCORE in spec["paths"] and "/v1/admin/retrain" in spec["paths"]
     kpis = spec["components"]["schemas"]["SessionKpis"]["properties"]
     assert set(kpis) == set(KPI_NAMES)
+    response = spec["components"]["schemas"]["ConversionResponse"]["properties"]
+    assert {"probability", "p_basket", "p_checkout"} <= set(response)
