@@ -257,3 +257,27 @@ def test_the_funnel_is_at_least_as_good_as_one_stage_on_the_same_holdout(trained
         assert low <= gap <= high, name
         assert metrics[name] - metrics[f"single_stage.{name}"] == pytest.approx(gap, abs=1e-9), name
         assert (high if better > 0 else -low) >= 0, f"funnel worse than one stage on {name}: {gap:+.4f} [{low}, {high}]"
+
+
+def test_the_checkout_level_is_left_as_fitted_where_the_validation_baskets_are_of_one_class() -> None:
+    """A small shop's validation days can hold baskets that never converted: no finite shift, so none is applied."""
+    import torch
+
+    from training.conversion.model import FunnelData, calibrate_funnel, fit_intercept
+    from training.conversion.pyfunc import ConversionFunnel
+    from training.shared.trainer import TrainingData
+
+    torch.manual_seed(0)
+    funnel = ConversionFunnel.build(6, [4], 0.0, [0, 1], [4]).eval()
+    x = torch.randn(40, 6)
+    basket = TrainingData((x,), (torch.arange(40) % 2).float())
+    for target in (torch.zeros(20), torch.ones(20)):
+        validation = FunnelData(basket, TrainingData((x[1::2],), target), [0, 1])
+        assert fit_intercept(funnel.checkout, validation.checkout) is None
+        served, params = calibrate_funnel(funnel, validation, "platt")
+        assert params["checkout"] is None and params["basket"] is not None
+        torch.testing.assert_close(served.checkout(x), funnel.checkout(x))
+    mixed = TrainingData((x[1::2],), (torch.arange(20) < 3).float())
+    shift = fit_intercept(funnel.checkout, mixed)
+    p = torch.sigmoid(funnel.checkout(x[1::2]) + shift)
+    assert float(p.sum()) == pytest.approx(3.0, rel=1e-6)  # the shifted stage predicts the rows' 3 conversions

@@ -266,6 +266,38 @@ def test_report_files_exist_and_are_readable(synthetic_result: KpiImpactResult, 
     assert len(data["what_if"]) == len(SYNTHETIC_KPIS) * 4 * 2  # KPIs x improvements x populations
 
 
+def _two_stage(frame: pd.DataFrame) -> np.ndarray:
+    """A known funnel: LCP acts on the basket only, the error count on the checkout only; (n, 2) stage probabilities."""
+    lcp = pd.to_numeric(frame["lcp_ms"]).to_numpy(float)
+    errors = pd.to_numeric(frame["js_error_count"]).to_numpy(float)
+    return np.column_stack([_sigmoid(-0.5 - 0.9 * np.log(lcp / 2500.0)), _sigmoid(-2.0 - 0.3 * errors)])
+
+
+def test_a_funnel_change_is_split_between_the_stages_that_cause_it(synthetic: pd.DataFrame, tmp_path: Path) -> None:
+    """Each KPI of a known two-stage model is credited to its own stage, exactly, and the parts add up."""
+    result = analyze_kpi_impact(
+        _two_stage, synthetic, ("lcp_ms", "js_error_count", "fcp_ms"), label=LABEL, stages=("basket", "checkout"),
+        improvements=(0.05, 0.08), n_bootstrap=50, n_repeats=0, counts=(),
+    )
+    before = _two_stage(synthetic)
+    for kpi, stage in (("lcp_ms", "basket"), ("js_error_count", "checkout")):
+        row = result.what_if_for(kpi, 0.08)
+        after = _two_stage(synthetic.assign(**{kpi: improved_values(synthetic[kpi], "decrease", 0.08)}))
+        expected = (after.prod(axis=1) - before.prod(axis=1)).mean()
+        assert row.delta_conversion_rate == pytest.approx(expected, rel=1e-9)
+        assert row.main_stage == stage and row.stage_delta(stage) == pytest.approx(expected, rel=1e-9)
+        other = next(p for p in row.stages if p.stage != stage)
+        assert other.delta_conversion_rate == 0.0 and (other.ci_low, other.ci_high) == (0.0, 0.0)
+        assert row.stage(stage).ci_low <= row.stage_delta(stage) <= row.stage(stage).ci_high
+    assert all(p.delta_conversion_rate == 0.0 for p in result.what_if_for("fcp_ms").stages)
+    table = result.ranking_table()
+    assert {"basket_per_100k", "checkout_per_100k", "main_stage"} <= set(table.columns)
+    paths = write_report(result, tmp_path / "report", "KPI impact (two stages)")
+    assert paths["stages_plot"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    markdown = paths["markdown"].read_text()
+    assert "By funnel stage, all holdout sessions" in markdown and "checkout stage" in markdown
+
+
 def test_bad_inputs_are_refused(synthetic: pd.DataFrame) -> None:
     with pytest.raises(KeyError, match="not analysed"):
         analyze_kpi_impact(logistic, synthetic, ("lcp_ms",), label=LABEL, improve={"ttfb_ms": "decrease"})

@@ -1,6 +1,6 @@
 """KPI impact analysis: which KPIs a conversion model leans on, and what improving each one is worth.
 
-Model-agnostic: it needs ``predict(frame) -> P(convert)`` per row and a labelled holdout. Three views:
+Model-agnostic: it needs ``predict(frame) -> P(convert)`` per row and a labelled holdout. Four views:
 
 * **importance**: permutation importance on the holdout (``sklearn.inspection.permutation_importance``): the drop
   in ROC-AUC and the increase in log loss when one KPI's values are shuffled across sessions, mean and standard
@@ -20,7 +20,8 @@ Model-agnostic: it needs ``predict(frame) -> P(convert)`` per row and a labelled
 
 Two intervals, because they answer different questions. ``ci_*`` resamples the holdout's sessions with the
 model held fixed: how precisely this model's figure is known for this population. ``model_ci_*`` (when
-``refits`` are given: predict functions of the same model refitted on bootstrap resamples of its training rows)
+``refits`` are given: predict functions of the same model refitted on bootstrap resamples of its training data;
+the conversion model resamples whole days)
 adds the spread between refitted models: how precisely the data pin the effect down. Only the second is an
 interval for the true effect; when KPIs are strongly collinear (see ``collinearity_r2``), it is wide, because
 the data cannot say which of them the outcome responds to.

@@ -511,14 +511,26 @@ def calibrate(
     return apply_platt(module, slope, intercept), (slope, intercept)
 
 
-def fit_intercept(module: nn.Module, validation: TrainingData) -> float:
+def fit_intercept(module: nn.Module, validation: TrainingData) -> float | None:
     """The shift ``d`` of ``P = sigmoid(logit + d)`` that matches the validation rows' rate (maximum likelihood with
-    the slope held at 1: the score equation sum(y - P) = 0)."""
+    the slope held at 1: the score equation sum(y - P) = 0); None where it has no finite solution (no rows, or rows
+    of one class only, as a small shop's few validation days can hold)."""
     from scipy.optimize import brentq
     from scipy.special import expit
 
     z, y = _logits(module, validation), validation.target.numpy().astype(np.float64)
-    return float(brentq(lambda d: float(np.sum(y - expit(z + d))), -10.0, 10.0, xtol=1e-9))
+    if len(y) == 0 or y.min() == y.max():
+        return None
+
+    def score(d: float) -> float:
+        return float(np.sum(y - expit(z + d)))
+
+    low, high = -10.0, 10.0
+    while score(low) < 0:  # sum(y) > 0 and sum(P) -> 0 as d -> -inf, so the bracket widens to a sign change
+        low *= 2
+    while score(high) > 0:
+        high *= 2
+    return float(brentq(score, low, high, xtol=1e-9))
 
 
 def calibrate_funnel(
@@ -539,6 +551,10 @@ def calibrate_funnel(
     if method == "none":
         return ConversionFunnel(basket, funnel.checkout).eval(), {"basket": basket_platt, "checkout": None}
     shift = fit_intercept(funnel.checkout, validation.checkout)
+    if shift is None:
+        logger.warning("the validation days' %d baskets are all of one class: the checkout stage is served as fitted",
+                       len(validation.checkout))
+        return ConversionFunnel(basket, funnel.checkout).eval(), {"basket": basket_platt, "checkout": None}
     checkout = calibrated(funnel.checkout, 1.0, shift)
     return ConversionFunnel(basket, checkout).eval(), {"basket": basket_platt, "checkout": (1.0, shift)}
 
