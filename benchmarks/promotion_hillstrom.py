@@ -35,7 +35,8 @@ from config.models import get_models_config
 from config.settings import REPO_ROOT
 from training.promotion.model import fit_uplift_model
 from training.promotion.pyfunc import NO_COUPON, CouponChoice
-from training.promotion.uplift_metrics import auuc, auuc_gain, bootstrap_interval, policy_curve, policy_value
+from training.promotion.uplift_metrics import auuc, auuc_gain, policy_curve, policy_value
+from training.shared.metrics import bootstrap_interval
 
 DATA_FILE = REPO_ROOT.parent / "shared" / "data" / "hillstrom_email_minethatdata" / "hillstrom.csv"
 ARMS = {"Mens E-Mail": "mens", "Womens E-Mail": "womens", "No E-Mail": NO_COUPON}

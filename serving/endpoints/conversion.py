@@ -41,29 +41,28 @@ TOP_KPIS = 3
 
 
 def prepare_conversion(model: PyFuncModel, run_id: str) -> Mapping[str, Any]:
-    """The KPI reference values of a loaded champion: the medians of its training reference sample."""
+    """What a loaded champion's requests need: the KPI reference values (the medians of its training reference
+    sample) and whether it answers with funnel stages (logged with the ``output`` inference param; a champion
+    logged before the funnel has none and is asked for P(convert) alone)."""
     from training.shared.registry import download_artifact
 
+    params = model.metadata.get_params_schema()
+    extras: dict[str, Any] = {"stages": params is not None and "output" in {p.name for p in params.params}}
     try:
         reference = pd.read_parquet(download_artifact(f"runs:/{run_id}/{REFERENCE_ARTIFACT}"))
     except Exception as err:  # an older run without the sample: serve the score, explain no KPI
         log.warning("conversion run %s has no %s (%s): no KPI attribution", run_id, REFERENCE_ARTIFACT, err)
-        return {"kpi_reference": {}}
+        return {**extras, "kpi_reference": {}}
     medians = {k: float(reference[k].median()) for k in KPI_NAMES if k in reference and reference[k].notna().any()}
-    return {"kpi_reference": medians}
+    return {**extras, "kpi_reference": medians}
 
 
-def _predict(model: PyFuncModel, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray | None]:
-    """P(convert) per row and, from a funnel champion, (P(basket), P(convert | basket)) per row (else None).
-
-    A champion logged with the ``output`` inference param answers ``output="stages"`` with a frame; one logged
-    before the funnel (no such param) is asked for P(convert) alone.
-    """
+def _predict(model: PyFuncModel, frame: pd.DataFrame, stages: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """P(convert) per row and, from a funnel champion (``stages``), (P(basket), P(convert | basket)) per row."""
     from training.shared.registry import model_input
 
     x = model_input(model, frame)
-    params = model.metadata.get_params_schema()
-    if params is None or "output" not in {p.name for p in params.params}:
+    if not stages:
         return np.asarray(model.predict(x), dtype=np.float64).reshape(-1), None
     out = model.predict(x, params={"output": "stages"})
     p = out["p_convert"].to_numpy(dtype=np.float64)
@@ -98,7 +97,7 @@ def router(ctx: ServingContext) -> APIRouter:
         varied = [k for k, v in kpis.items() if v is not None and k in reference and reference[k] != v]
         rows = [session] + [{**session, k: reference[k]} for k in varied]
         with timings.stage("model"):
-            p, stages = _predict(loaded.pyfunc, pd.DataFrame(rows))
+            p, stages = _predict(loaded.pyfunc, pd.DataFrame(rows), bool(loaded.extras.get("stages", False)))
         probability = float(p[0])
         impacts = sorted(
             (

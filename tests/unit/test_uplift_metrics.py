@@ -14,12 +14,12 @@ from training.promotion.pyfunc import CouponChoice
 from training.promotion.uplift_metrics import (
     auuc,
     auuc_gain,
-    bootstrap_interval,
     policy_curve,
     policy_value,
     qini_curve,
     uplift_curve,
 )
+from training.shared.metrics import bootstrap_interval
 
 
 def _binary_experiment(n: int = 4000, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -27,12 +27,12 @@ from training.promotion.uplift_metrics import (
     arm_means,
     auuc,
     auuc_gain,
-    bootstrap_interval,
     policy_curve,
     policy_value,
     qini_curve,
     uplift_curve,
 )
+from training.shared.metrics import bootstrap_interval
 from training.shared.report import Section, figure, finite, html_page, markdown, save
 
 PER = 1000  # profit is reported per 1,000 customers

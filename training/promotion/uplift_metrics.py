@@ -139,12 +139,3 @@ def policy_value(y, arm, recommended) -> float:
         if got.any() and held_out.any():
             total += rows.mean() * (y[got].mean() - y[held_out].mean())
     return total
-
-
-def bootstrap_interval(statistic, n_rows: int, n_bootstrap: int, seed: int, level: float = 0.9) -> tuple[float, float]:
-    """Percentile interval of ``statistic(rows)`` over ``n_bootstrap`` resamples of the row indices."""
-    rng = np.random.default_rng(seed)
-    values = np.array([statistic(rng.integers(0, n_rows, n_rows)) for _ in range(n_bootstrap)])
-    values = values[np.isfinite(values)]
-    alpha = (1.0 - level) / 2.0
-    return float(np.quantile(values, alpha)), float(np.quantile(values, 1.0 - alpha))

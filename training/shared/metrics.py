@@ -92,3 +92,12 @@ def binary_metric(name: str, y_true: np.ndarray | list, p: np.ndarray | list) ->
         raise KeyError(f"no binary metric {name!r}; the gate can use {', '.join(_SCORERS)}")
     y, p = _check(y_true, p)
     return _SCORERS[name](y, p)
+
+
+def bootstrap_interval(statistic, n_rows: int, n_bootstrap: int, seed: int, level: float = 0.9) -> tuple[float, float]:
+    """Percentile interval of ``statistic(rows)`` over ``n_bootstrap`` resamples of the row indices."""
+    rng = np.random.default_rng(seed)
+    values = np.array([statistic(rng.integers(0, n_rows, n_rows)) for _ in range(n_bootstrap)])
+    values = values[np.isfinite(values)]
+    alpha = (1.0 - level) / 2.0
+    return float(np.quantile(values, alpha)), float(np.quantile(values, 1.0 - alpha))
