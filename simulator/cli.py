@@ -12,6 +12,7 @@ from config import get_settings
 from config.cli_options import ISO_DATE
 from simulator.scales import SCALES
 from simulator.shop import DriftSwitch, simulate, summary_json
+from simulator.world import CAMPAIGN_PLANS, DEFAULT_CAMPAIGN_PLAN
 
 
 def _drift(_: click.Context, __: click.Parameter, values: tuple[str, ...]) -> tuple[DriftSwitch, ...]:
@@ -40,6 +41,13 @@ def _drift(_: click.Context, __: click.Parameter, values: tuple[str, ...]) -> tu
     metavar="KIND@DATE",
     help="Switch on drift from a date: slow_checkout@YYYY-MM-DD or mobile_shift@YYYY-MM-DD. Repeatable.",
 )
+@click.option(
+    "--campaigns",
+    type=click.Choice(list(CAMPAIGN_PLANS)),
+    default=DEFAULT_CAMPAIGN_PLAN,
+    show_default=True,
+    help="Coupon campaign plan: a weekly sample of the customers, or most of the file every week (issue 18).",
+)
 @click.option("--overwrite", is_flag=True, help="Replace raw tables already in --out.")
 def simulate_command(
     start: dt.date,
@@ -48,6 +56,7 @@ def simulate_command(
     seed: int | None,
     scale: str | None,
     drift: tuple[DriftSwitch, ...],
+    campaigns: str,
     overwrite: bool,
 ) -> None:
     """Simulate a shop from START to END and write every raw table plus _truth/truth.json."""
@@ -61,6 +70,7 @@ def simulate_command(
             seed=settings.seed if seed is None else seed,
             scale=scale or settings.scale,
             drift=drift,
+            campaigns=campaigns,
             overwrite=overwrite,
         )
     except (FileExistsError, ValueError) as err:

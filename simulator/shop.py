@@ -130,10 +130,23 @@ class _OfferLog:
 class Shop:
     """One simulated shop over a date range. Use ``simulate()`` unless you need the pieces."""
 
-    def __init__(self, start: dt.date, end: dt.date, seed: int, scale: Scale, drift: tuple[DriftSwitch, ...] = ()):
+    def __init__(
+        self,
+        start: dt.date,
+        end: dt.date,
+        seed: int,
+        scale: Scale,
+        drift: tuple[DriftSwitch, ...] = (),
+        campaigns: w.CampaignPlan | str = w.DEFAULT_CAMPAIGN_PLAN,
+    ):
         if end < start:
             raise ValueError(f"end {end} is before start {start}")
         self.start, self.end, self.seed, self.scale, self.drift = start, end, seed, scale, drift
+        self.campaigns = w.get_campaign_plan(campaigns) if isinstance(campaigns, str) else campaigns
+        # (segment, coupon) -> extra units per order line while the coupon is valid (none: 0)
+        self._extra_units = np.array(
+            [[0.0] + [self.campaigns.extra_units[g][c] for c in COUPON_IDS[1:]] for g in w.SEGMENTS], dtype=float
+        )
         self.first_day = day_number(start)
         self.n_days = (end - start).days + 1
         root_rng = np.random.default_rng([seed, 0])
@@ -143,7 +156,9 @@ class Shop:
         self.experiments = self._experiment_windows()
         self.state = _CustomerState.new(len(self.world.customers), len(self.experiments), root_rng)
         self.offers = _OfferLog()
-        self.truth = TruthAccumulator(self.world, len(COUPON_IDS), len(self.experiments), WHAT_IF_IMPROVEMENTS)
+        self.truth = TruthAccumulator(
+            self.world, len(COUPON_IDS), len(self.experiments), WHAT_IF_IMPROVEMENTS, self.n_days
+        )
 
     # --- configuration derived from the range ----------------------------------------------------------------
     def _experiment_windows(self) -> list[tuple[str, int, int]]:
@@ -166,22 +181,24 @@ class Shop:
         rng = np.random.default_rng([self.seed, 1, i])
         world, cust, prod, st = self.world, self.world.customers, self.world.products, self.state
         traffic = float(w.seasonality(np.array([d]))[0] * w.WEEKDAY_TRAFFIC[day.weekday()])
+        plan = self.campaigns
 
-        if i >= w.CAMPAIGN_EVERY_DAYS and i % w.CAMPAIGN_EVERY_DAYS == 3:
+        if i >= plan.every_days and i % plan.every_days == 3:
             self._run_campaign(day, d, rng)
 
         # sessions: registered customers by their own rate, plus anonymous visitors
         registered = cust.signup <= d
         coupon_active = (st.coupon > 0) & (st.coupon_until > d)
+        self.truth.add_coupon_days(cust.segment[registered], coupon_active[registered])
         seg_names = list(w.SEGMENTS)
         activity = np.ones(len(cust))
         for s_idx, seg in enumerate(seg_names):
             for k_idx, coupon in enumerate(COUPON_IDS[1:], start=1):
                 mask = coupon_active & (cust.segment == s_idx) & (st.coupon == k_idx)
-                activity[mask] = w.COUPON_ACTIVITY[seg][coupon]
-            if seg in w.HABITUATION_FACTOR:
+                activity[mask] = plan.activity[seg][coupon]
+            if seg in plan.habituation:
                 habituated = (cust.segment == s_idx) & (st.habit_until > d) & ~coupon_active
-                activity[habituated] *= w.HABITUATION_FACTOR[seg]
+                activity[habituated] *= plan.habituation[seg]
         counts = rng.poisson(cust.session_rate * traffic * activity) * registered
         sess_cust = np.repeat(np.arange(len(cust)), counts)
         n_anon = rng.poisson(self.scale.anonymous_sessions_per_day * traffic)
@@ -265,6 +282,7 @@ class Shop:
             quantity_mean,
             price,
             prod.unit_cost[imp["product"]],
+            self._extra_units,
         )
 
         orders, revenue = self._orders(rng, day, d, imp, purchased, price, sess_cust, anon, start_us, duration_s)
@@ -438,10 +456,11 @@ class Shop:
         key = np.unique(sess.astype(np.int64) * len(prod) + product)
         sess, product = key // len(prod), key % len(prod)
         unit_price = self.prices[day_number(day) - self.first_day, product]
-        quantity = 1 + rng.poisson(np.where(prod.is_repeat[product], 0.4, 0.05))
         ci = np.where(anon[sess], 0, sess_cust[sess])
         has_coupon = ~anon[sess] & (st.coupon[ci] > 0) & (st.coupon_until[ci] > d)
         coupon = np.where(has_coupon, st.coupon[ci], 0)
+        extra = np.where(has_coupon, self._extra_units[cust.segment[ci], coupon], 0.0)
+        quantity = 1 + rng.poisson(np.where(prod.is_repeat[product], 0.4, 0.05) + extra)
         pct = np.array([w.COUPONS[c][1] for c in COUPON_IDS])[coupon] / 100.0
         discount = np.round(pct * unit_price * quantity, 2)
         first_line = np.r_[True, sess[1:] != sess[:-1]]
@@ -453,12 +472,16 @@ class Shop:
         for offer in np.unique(st.coupon_offer[ci[has_coupon]]):
             self.offers.redeemed[offer] = True
         redeemers = np.unique(ci[has_coupon])
-        habit_segments = [list(w.SEGMENTS).index(s) for s in w.HABITUATION_FACTOR]
+        habit_segments = [list(w.SEGMENTS).index(s) for s in self.campaigns.habituation]
         habit = redeemers[np.isin(cust.segment[redeemers], habit_segments)]
-        offer_day = st.coupon_until[habit] - w.COUPON_VALID_DAYS
+        offer_day = st.coupon_until[habit] - self.campaigns.valid_days
         st.habit_until[habit] = np.maximum(st.habit_until[habit], offer_day + w.OUTCOME_WINDOW_DAYS)
 
         line_total = unit_price * quantity - discount
+        registered = ~anon[sess]
+        self.truth.add_customer_margin(
+            d - self.first_day, ci[registered], (line_total - prod.unit_cost[product] * quantity)[registered]
+        )
         revenue = np.bincount(sess, weights=line_total, minlength=n_s)
         order_number = np.cumsum(first_line)
         order_ids = _ids("O", day, int(order_number[-1]) if len(order_number) else 0, 6)
@@ -480,8 +503,8 @@ class Shop:
         """Offer coupons to a random slice of customers: some by randomisation (incl. none), the rest by policy."""
         st, cust = self.state, self.world.customers
         eligible = np.flatnonzero((cust.signup <= d) & ~((st.coupon > 0) & (st.coupon_until > d)))
-        picked = np.sort(rng.choice(eligible, size=int(len(eligible) * w.CAMPAIGN_REACH), replace=False))
-        randomized = rng.random(len(picked)) < w.RANDOMIZED_OFFER_SHARE
+        picked = np.sort(rng.choice(eligible, size=int(len(eligible) * self.campaigns.reach), replace=False))
+        randomized = rng.random(len(picked)) < self.campaigns.randomized_share
         random_coupon = rng.integers(0, len(COUPON_IDS), len(picked))
         # the shop's current policy: reward frequent buyers, win back lapsed ones, nudge the rest
         lapsed = (st.last_order_day[picked] < 0) | (d - st.last_order_day[picked] > 60)
@@ -501,11 +524,12 @@ class Shop:
                 "offered_us": offered_us.astype(np.int64),
                 "randomized": randomized,
                 "day": np.full(len(picked), d),
+                "habit_until": st.habit_until[picked].copy(),  # the truth's habituation term needs it
             }
         )
         gets = coupon > 0
         st.coupon[picked[gets]] = coupon[gets]
-        st.coupon_until[picked[gets]] = d + w.COUPON_VALID_DAYS
+        st.coupon_until[picked[gets]] = d + self.campaigns.valid_days
         st.coupon_offer[picked[gets]] = rows[gets]
 
     def _snapshots(self, day: dt.date, d: int, i: int) -> dict[str, dict[str, object]]:
@@ -573,7 +597,7 @@ class Shop:
                 "discount_pct": np.array([w.COUPONS[c][1] for c in COUPON_IDS])[coupon],
                 "min_spend": np.array([w.COUPONS[c][2] for c in COUPON_IDS])[coupon],
                 "offered_at": pa.array(offered, pa.timestamp("us", tz="UTC")),
-                "expires_at": pa.array(offered + w.COUPON_VALID_DAYS * US_PER_DAY, pa.timestamp("us", tz="UTC")),
+                "expires_at": pa.array(offered + self.campaigns.valid_days * US_PER_DAY, pa.timestamp("us", tz="UTC")),
                 "assignment": np.where(log_.column("randomized").astype(bool), "random", "policy").astype(object),
                 "redeemed": np.array(log_.redeemed, dtype=bool),
             },
@@ -592,12 +616,14 @@ def simulate(
     seed: int = 7,
     scale: str | Scale = "demo",
     drift: tuple[DriftSwitch, ...] = (),
+    campaigns: str = w.DEFAULT_CAMPAIGN_PLAN,
     overwrite: bool = False,
 ) -> SimulationSummary:
     """Write a simulated shop's raw tables for ``start``..``end`` (inclusive) under ``out`` and its truth file.
 
     ``out`` is the raw root: ``out/<table>/dt=YYYY-MM-DD/part-00000.parquet`` and ``out/_truth/``. Refuses to
     write into a folder that already holds raw tables unless ``overwrite`` is set (then they are replaced).
+    ``campaigns`` names the coupon campaign plan (``simulator.world.CAMPAIGN_PLANS``).
     """
     began = time.perf_counter()
     scale_ = scale if isinstance(scale, Scale) else get_scale(scale)
@@ -607,7 +633,7 @@ def simulate(
         raise FileExistsError(f"{out} already holds {', '.join(existing)}; pass overwrite=True (--overwrite)")
     for t in existing:
         shutil.rmtree(out / t)
-    shop = Shop(start, end, seed, scale_, tuple(drift))
+    shop = Shop(start, end, seed, scale_, tuple(drift), campaigns)
     summary = SimulationSummary(out=out, start=start, end=end, seed=seed, scale=scale_.name)
     summary.rows = {t: 0 for t in TABLES}
     summary.write_seconds = {t: 0.0 for t in TABLES}

@@ -17,6 +17,7 @@ actually simulated, not from the sampled outcomes, so they carry no sampling noi
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,7 +37,9 @@ TRUTH_VERSION = 1
 class TruthAccumulator:
     """Sums, day by day, the exact expectations the truth file reports."""
 
-    def __init__(self, world: w.World, n_coupons: int, n_experiments: int, improvements: tuple[float, ...]):
+    def __init__(
+        self, world: w.World, n_coupons: int, n_experiments: int, improvements: tuple[float, ...], n_days: int
+    ):
         self.world = world
         self.improvements = improvements
         n_seg = len(w.SEGMENTS)
@@ -53,6 +56,10 @@ class TruthAccumulator:
         self.margin = np.zeros((n_seg, n_coupons))
         self.conversion_by_segment = np.zeros(n_seg)
         self.sessions_by_segment = np.zeros(n_seg)
+        self.coupon_days = np.zeros(n_seg)  # registered customer-days holding a valid coupon, by segment
+        self.registered_days = np.zeros(n_seg)
+        # per customer and simulated day: the realized order margin (the noise the power table reports)
+        self.realized_margin = np.zeros((len(world.customers), n_days), np.float32)
 
     def add_conversion(
         self, logit: np.ndarray, basket: np.ndarray, kpis: dict[str, np.ndarray], converted: np.ndarray
@@ -84,35 +91,49 @@ class TruthAccumulator:
         s: np.ndarray,
         basket: np.ndarray,
         sess_of_imp: np.ndarray,
-        purchase_prob_given_checkout: np.ndarray,
+        p_buy: np.ndarray,
         quantity_mean: np.ndarray,
         price: np.ndarray,
         cost: np.ndarray,
+        extra_units: np.ndarray,
     ) -> None:
-        """Expected margin per session of registered customers under each coupon (multi-use while valid).
+        """Expected margin and conversion per session of registered customers under each coupon (multi-use).
 
-        margin_k = s * sum_i P(cart_i) q_i E[qty_i] (price_i (1 - pct_k) - cost_i) - shipping_k * s * basket
+        margin_k = s * sum_i P(buy_i) (E[qty_i] + extra_k[segment]) (price_i (1 - pct_k) - cost_i)
+                   - shipping_k * s * basket; a coupon changes neither P(buy) nor the conversion s * basket.
         """
         n_s = len(s)
         reg = ~anon
+        seg_of_imp = segment[sess_of_imp]
         for k, coupon in enumerate(w.COUPONS):
             kind, pct, _ = w.COUPONS[coupon]
+            extra = extra_units[:, k]  # (segment,) extra units per order line under this coupon
             unit_margin = price * (1.0 - pct / 100.0) - cost
             per_session = np.bincount(
-                sess_of_imp, weights=purchase_prob_given_checkout * quantity_mean * unit_margin, minlength=n_s
+                sess_of_imp, weights=p_buy * (quantity_mean + extra[seg_of_imp]) * unit_margin, minlength=n_s
             )
             expected = s * per_session - (w.SHIPPING_FEE if kind == "free_shipping" else 0.0) * s * basket
             self.margin[:, k] += np.bincount(segment[reg], weights=expected[reg], minlength=len(w.SEGMENTS))
         self.conversion_by_segment += np.bincount(segment[reg], weights=(s * basket)[reg], minlength=len(w.SEGMENTS))
         self.sessions_by_segment += np.bincount(segment[reg], minlength=len(w.SEGMENTS))
 
+    def add_coupon_days(self, segment: np.ndarray, holds_coupon: np.ndarray) -> None:
+        """One day of registered customers: their segments and whether each holds a valid coupon."""
+        self.registered_days += np.bincount(segment, minlength=len(w.SEGMENTS))
+        self.coupon_days += np.bincount(segment, weights=holds_coupon, minlength=len(w.SEGMENTS))
+
+    def add_customer_margin(self, day_index: int, customer: np.ndarray, margin: np.ndarray) -> None:
+        """Realized margin (after discounts, at unit cost) of registered customers' order lines on one day."""
+        np.add.at(self.realized_margin[:, day_index], customer, margin)
+
     # --- writing -------------------------------------------------------------------------------------------------
     def _promotion(self, shop: Shop, offers: pa.Table) -> tuple[dict, pa.Table]:
+        plan = shop.campaigns
         seg_names = list(w.SEGMENTS)
         coupons = list(w.COUPONS)
         n = np.maximum(self.sessions_by_segment, 1)
         margin = self.margin / n[:, None]  # EUR per session, by segment and coupon
-        conversion = self.conversion_by_segment / n
+        conversion = self.conversion_by_segment / n  # P(order) per session, by segment (a coupon does not move it)
         cust = shop.world.customers
         index = {cid: i for i, cid in enumerate(cust.customer_id)}
         c_idx = np.array([index[c] for c in offers["customer_id"].to_pylist()], dtype=np.int64)
@@ -124,25 +145,37 @@ class TruthAccumulator:
         def traffic(a: np.ndarray, b: np.ndarray) -> np.ndarray:
             return cum[b - shop.first_day] - cum[a - shop.first_day]
 
-        valid = traffic(d0, d0 + w.COUPON_VALID_DAYS)
-        after = traffic(d0 + w.COUPON_VALID_DAYS, d0 + w.OUTCOME_WINDOW_DAYS)
+        valid = traffic(d0, d0 + plan.valid_days)
         seg = cust.segment[c_idx]
         rate = cust.session_rate[c_idx]
+        arm = np.asarray(offers["promotion_id"].to_pylist(), dtype=object)
+        randomized = np.asarray(offers["assignment"].to_pylist(), dtype=object) == "random"
+        habituation_weight = self._habituation_weight(shop, seg, rate, d0, arm, conversion, traffic)
+        # without the coupon, a customer habituated by an earlier redemption visits at the habituated rate
+        habit_until = shop.offers.column("habit_until").astype(np.int64)
+        habituated_valid = traffic(d0, np.clip(habit_until, d0, d0 + plan.valid_days))
         deltas = {}
         for k, coupon in enumerate(coupons):
             if coupon == "none":
                 deltas[coupon] = np.zeros(len(c_idx))
                 continue
-            activity = np.array([w.COUPON_ACTIVITY[s][coupon] for s in seg_names])[seg]
-            habit = np.array([w.HABITUATION_FACTOR.get(s, 1.0) for s in seg_names])[seg]
+            activity = np.array([plan.activity[s][coupon] for s in seg_names])[seg]
+            habit = np.array([plan.habituation.get(s, 1.0) for s in seg_names])[seg]
             sessions_valid = rate * valid * activity
             p_redeem = 1.0 - np.exp(-sessions_valid * conversion[seg])
             deltas[coupon] = (
                 sessions_valid * margin[seg, k]
-                - rate * valid * margin[seg, 0]
-                - rate * after * margin[seg, 0] * p_redeem * (1.0 - habit)
+                - rate * (valid - habituated_valid * (1.0 - habit)) * margin[seg, 0]
+                - rate * habituation_weight * margin[seg, 0] * p_redeem * (1.0 - habit)
             )
         delta_matrix = np.column_stack([deltas[c] for c in coupons])
+        complete = d0 + w.OUTCOME_WINDOW_DAYS <= shop.first_day + shop.n_days
+        cum_margin = np.concatenate(
+            [np.zeros((len(cust), 1)), np.cumsum(self.realized_margin, axis=1, dtype=np.float64)], axis=1
+        )
+        lo = np.clip(d0 - shop.first_day, 0, shop.n_days)
+        hi = np.clip(d0 + w.OUTCOME_WINDOW_DAYS - shop.first_day, 0, shop.n_days)
+        realized = np.where(complete, cum_margin[c_idx, hi] - cum_margin[c_idx, lo], np.nan)
         best = np.array(coupons, dtype=object)[np.argmax(delta_matrix, axis=1)]
         uplift = pa.table(
             {
@@ -150,9 +183,13 @@ class TruthAccumulator:
                 "customer_id": offers["customer_id"],
                 "segment": np.array(seg_names, dtype=object)[seg],
                 "offered_at": offers["offered_at"],
-                "outcome_complete": d0 + w.OUTCOME_WINDOW_DAYS <= shop.first_day + shop.n_days,
+                "outcome_complete": complete,
+                "promotion_id": offers["promotion_id"],
+                "assignment": offers["assignment"],
                 **{f"delta_profit_{c}": np.round(deltas[c], 4) for c in coupons},
                 "best_coupon": best,
+                # what the offer's 10 weeks actually earned (margin after discounts, at unit cost; NaN while open)
+                "realized_profit_10w": np.round(realized, 4),
             }
         )
         by_segment = {
@@ -161,17 +198,46 @@ class TruthAccumulator:
         }
         summary = {
             "model": (
-                "While a coupon is valid (multi-use, no minimum spend), the customer's visit rate is multiplied by "
-                "coupon_activity[segment][coupon] and every order is discounted; after a redemption, habituating "
-                "segments visit at habituation_factor x their rate until the 10-week window ends."
+                "Weekly campaigns reach campaign_reach of the registered customers without a valid coupon; "
+                "randomized_offer_share of the recipients get an arm (none or a coupon) at random, the rest the "
+                "shop's policy coupon. While a coupon is valid (multi-use, no minimum spend, valid_days), the "
+                "customer's visit rate is multiplied by coupon_activity[segment][coupon], each order line gets "
+                "coupon_extra_units[segment][coupon] more units on average, and every order is discounted; after a "
+                "redemption, habituating segments visit at habituation_factor x their rate until the 10-week window "
+                "ends, in the weeks they hold no coupon. delta_profit_<coupon> = rate x [valid-week traffic x "
+                "activity x margin_coupon - (valid-week traffic - habituated valid-week traffic x (1 - habituation)) "
+                "x margin_none] - rate x margin_none x P(redeem) x (1 - habituation) x the later traffic only this "
+                "redemption habituates (weeks without a coupon, not habituated already at the offer, no later "
+                "redemption before), with the segment's margin per session under each coupon "
+                "(expected_margin_per_session) and P(redeem) = 1 - exp(-sessions in the valid week x conversion)."
             ),
             "coupons": {c: {"kind": k, "discount_pct": p, "min_spend": m} for c, (k, p, m) in w.COUPONS.items()},
             "shipping_fee": w.SHIPPING_FEE,
-            "valid_days": w.COUPON_VALID_DAYS,
+            "campaign_plan": plan.name,
+            "valid_days": plan.valid_days,
             "outcome_window_days": w.OUTCOME_WINDOW_DAYS,
-            "coupon_activity": w.COUPON_ACTIVITY,
-            "habituation_factor": w.HABITUATION_FACTOR,
-            "randomized_offer_share": w.RANDOMIZED_OFFER_SHARE,
+            "coupon_activity": plan.activity,
+            "coupon_extra_units": plan.extra_units,
+            "habituation_factor": plan.habituation,
+            "campaign_every_days": plan.every_days,
+            "campaign_reach": plan.reach,
+            "randomized_offer_share": plan.randomized_share,
+            "coupon_day_share": {
+                s: round(float(self.coupon_days[i] / max(self.registered_days[i], 1.0)), 6)
+                for i, s in enumerate(seg_names)
+            },
+            "randomized_offers_with_complete_windows": {
+                s: {c: int(((seg == i) & randomized & complete & (arm == c)).sum()) for c in coupons}
+                for i, s in enumerate(seg_names)
+            },
+            "realized_profit_sd_none_arm": {
+                s: (
+                    round(float(np.std(realized[none_rows], ddof=1)), 4)
+                    if (none_rows := (seg == i) & randomized & complete & (arm == "none")).sum() > 1
+                    else None
+                )
+                for i, s in enumerate(seg_names)
+            },
             "expected_margin_per_session": {
                 s: {c: round(float(margin[i, k]), 4) for k, c in enumerate(coupons)} for i, s in enumerate(seg_names)
             },
@@ -185,6 +251,49 @@ class TruthAccumulator:
             "uplift_file": "promotion_uplift.parquet",
         }
         return summary, uplift
+
+    def _habituation_weight(
+        self,
+        shop: Shop,
+        seg: np.ndarray,
+        rate: np.ndarray,
+        d0: np.ndarray,
+        arm: np.ndarray,
+        conversion: np.ndarray,
+        traffic: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    ) -> np.ndarray:
+        """Expected traffic, after the coupon expires, that a redemption of this offer alone puts under habituation.
+
+        A redemption habituates the customer to the end of the offer's window, in the weeks it holds no coupon
+        (probability: 1 - the segment's share of coupon days, as simulated). A week counts only where the customer
+        would not be habituated anyway: not already at the offer (the state's ``habit_until``), and no redemption
+        of a later campaign's coupon in between (per week, reach x the segment's coupon mix x P(redeem); both arms
+        share those).
+        """
+        seg_names = list(w.SEGMENTS)
+        coupons = list(w.COUPONS)
+        habit_until = shop.offers.column("habit_until").astype(np.int64)
+        plan = shop.campaigns
+        week = plan.every_days
+        coupon_days, registered_days = self.coupon_days, self.registered_days
+        # the segment's coupon mix over all its offers (policy and randomized), and P(redeem) per coupon
+        mix = np.zeros((len(seg_names), len(coupons)))
+        np.add.at(mix, (seg, np.array([coupons.index(a) for a in arm], dtype=np.int64)), 1.0)
+        mix /= np.maximum(mix.sum(axis=1, keepdims=True), 1.0)
+        redeem_later = np.zeros(len(seg))
+        for k, coupon in enumerate(coupons[1:], start=1):
+            activity = np.array([plan.activity[s][coupon] for s in seg_names])[seg]
+            p = 1.0 - np.exp(-rate * traffic(d0, d0 + plan.valid_days) * activity * conversion[seg])
+            redeem_later += plan.reach * mix[seg, k] * p
+        weight = np.zeros(len(seg))
+        # the share of customer-days the segment held a coupon, as simulated
+        no_coupon = (1.0 - coupon_days / np.maximum(registered_days, 1.0))[seg]
+        end = d0 + w.OUTCOME_WINDOW_DAYS
+        for j in range(-(-(w.OUTCOME_WINDOW_DAYS - plan.valid_days) // week)):
+            lo = d0 + plan.valid_days + j * week
+            free = (lo >= habit_until) * (1.0 - redeem_later) ** j  # j later campaigns came before this week
+            weight += traffic(lo, np.minimum(lo + week, end)) * no_coupon * free
+        return weight
 
     def write(self, folder: Path, shop: Shop, offers: pa.Table) -> Path:
         folder.mkdir(parents=True, exist_ok=True)

@@ -12,7 +12,9 @@ Everything a model should recover is a named constant or a seeded draw here, and
   product factors clustered by segment and category;
 * elasticity: purchase probability at checkout scales as ``(price / list_price) ** elasticity[category]``,
   with prices that move partly at random and partly with the season (so naive fits are confounded);
-* promotion: coupon effects on activity by segment, and habituation for deal seekers;
+* promotion: weekly campaigns (``CampaignPlan``: a sample of the customers, or most of the file), part
+  randomized; coupon effects on visits and basket size by segment (some segments only get subsidized), and
+  habituation for deal seekers;
 * experiments and drift: see ``simulator.shop``.
 """
 
@@ -118,21 +120,91 @@ COUPONS: dict[str, tuple[str, float, float]] = {
     "free_shipping": ("free_shipping", 0.0, 0.0),
 }
 SHIPPING_FEE = 4.90  # what free shipping costs the shop per order
-COUPON_VALID_DAYS = 14
 OUTCOME_WINDOW_DAYS = 70  # promotion value is judged on the 10 weeks after the offer
-CAMPAIGN_EVERY_DAYS = 7
-CAMPAIGN_REACH = 0.08  # share of registered customers picked per campaign
-RANDOMIZED_OFFER_SHARE = 0.40
-# Visit-rate multiplier while a coupon is valid, per segment and coupon (none = 1).
-COUPON_ACTIVITY: dict[str, dict[str, float]] = {
-    "loyal": {"pct5": 1.0, "pct10": 1.0, "pct20": 1.05, "free_shipping": 1.0},  # coupons only subsidize
-    "deal_seeker": {"pct5": 1.3, "pct10": 1.8, "pct20": 2.6, "free_shipping": 1.4},
-    "occasional": {"pct5": 1.25, "pct10": 1.6, "pct20": 1.7, "free_shipping": 1.5},
-    "newcomer": {"pct5": 1.2, "pct10": 1.3, "pct20": 1.4, "free_shipping": 1.9},
-    "high_value": {"pct5": 1.0, "pct10": 1.05, "pct20": 1.1, "free_shipping": 1.05},
+
+
+@dataclass(frozen=True)
+class CampaignPlan:
+    """How the shop sends coupons, and what a coupon does to each segment while it is valid.
+
+    Every ``every_days`` (from the 11th simulated day) a campaign goes to ``reach`` of the registered customers who
+    hold no valid coupon; ``randomized_share`` of its recipients get an arm (none or a coupon, equally likely), the
+    rest the shop's own policy coupon. While a coupon is valid (``valid_days``), per segment and coupon: the visit
+    rate is multiplied by ``activity`` (the e-mail and the coupon bring visits) and each order line gets ``extra_units``
+    more units on average (quantity is 1 + Poisson(base + extra): the customer stocks up at the discount). Neither
+    changes a session's conversion or the price response. After redeeming, a segment in ``habituation`` visits at
+    that factor x its rate, in the weeks it holds no coupon, until the offer's 10-week window ends.
+    """
+
+    name: str
+    every_days: int
+    valid_days: int
+    reach: float
+    randomized_share: float
+    activity: dict[str, dict[str, float]]
+    extra_units: dict[str, dict[str, float]]
+    habituation: dict[str, float]
+
+
+_NO_EXTRA_UNITS = {s: {"pct5": 0.0, "pct10": 0.0, "pct20": 0.0, "free_shipping": 0.0} for s in
+                   ("loyal", "deal_seeker", "occasional", "newcomer", "high_value")}
+CAMPAIGN_PLANS: dict[str, CampaignPlan] = {
+    p.name: p
+    for p in (
+        # the default: a weekly sample of 8% of the customers, 40% of them randomized (about 50 randomized offers
+        # per segment and coupon in the demo lake's closed windows); coupons last two weeks and only bring visits
+        CampaignPlan(
+            name="sampled",
+            every_days=7,
+            valid_days=14,
+            reach=0.08,
+            randomized_share=0.40,
+            activity={
+                "loyal": {"pct5": 1.0, "pct10": 1.0, "pct20": 1.05, "free_shipping": 1.0},  # coupons only subsidize
+                "deal_seeker": {"pct5": 1.3, "pct10": 1.8, "pct20": 2.6, "free_shipping": 1.4},
+                "occasional": {"pct5": 1.25, "pct10": 1.6, "pct20": 1.7, "free_shipping": 1.5},
+                "newcomer": {"pct5": 1.2, "pct10": 1.3, "pct20": 1.4, "free_shipping": 1.9},
+                "high_value": {"pct5": 1.0, "pct10": 1.05, "pct20": 1.1, "free_shipping": 1.05},
+            },
+            extra_units=_NO_EXTRA_UNITS,
+            habituation={"deal_seeker": 0.55},
+        ),
+        # issue 18: what real campaigns look like. Every week to 80% of the file, half of the recipients randomized
+        # (the Hillstrom test randomized 64,000 customers at once); a coupon lasts until the next campaign, so every
+        # customer is eligible every week; coupons bring visits and bigger baskets from the responding segments.
+        CampaignPlan(
+            name="file",
+            every_days=7,
+            valid_days=7,
+            reach=0.8,
+            randomized_share=0.5,
+            activity={
+                "loyal": {"pct5": 1.0, "pct10": 1.0, "pct20": 1.05, "free_shipping": 1.0},
+                "deal_seeker": {"pct5": 1.6, "pct10": 3.6, "pct20": 4.5, "free_shipping": 1.6},
+                "occasional": {"pct5": 1.4, "pct10": 3.2, "pct20": 3.4, "free_shipping": 2.6},
+                "newcomer": {"pct5": 1.2, "pct10": 1.6, "pct20": 1.8, "free_shipping": 4.0},
+                "high_value": {"pct5": 1.0, "pct10": 1.05, "pct20": 1.1, "free_shipping": 1.05},
+            },
+            extra_units={
+                "loyal": {"pct5": 0.0, "pct10": 0.0, "pct20": 0.0, "free_shipping": 0.0},
+                "deal_seeker": {"pct5": 0.2, "pct10": 1.0, "pct20": 1.4, "free_shipping": 0.2},
+                "occasional": {"pct5": 0.1, "pct10": 0.9, "pct20": 1.0, "free_shipping": 0.6},
+                "newcomer": {"pct5": 0.0, "pct10": 0.2, "pct20": 0.3, "free_shipping": 1.0},
+                "high_value": {"pct5": 0.0, "pct10": 0.0, "pct20": 0.0, "free_shipping": 0.0},
+            },
+            habituation={"deal_seeker": 0.55},
+        ),
+    )
 }
-# After redeeming, a deal seeker's visit rate drops for the rest of the outcome window: it waits for the next coupon.
-HABITUATION_FACTOR = {"deal_seeker": 0.55}
+DEFAULT_CAMPAIGN_PLAN = "sampled"
+
+
+def get_campaign_plan(name: str) -> CampaignPlan:
+    try:
+        return CAMPAIGN_PLANS[name]
+    except KeyError:
+        raise ValueError(f"unknown campaign plan {name!r}; choose one of {', '.join(CAMPAIGN_PLANS)}") from None
+
 
 # --- experiments -----------------------------------------------------------------------------------------------
 # id -> (name, logit lift of the checkout probability for the treatment, share of treatment exposures lost

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import json
 from pathlib import Path
 
@@ -318,3 +319,67 @@ def test_cli_writes_a_shop(tmp_path: Path) -> None:
     bad = CliRunner().invoke(main, ["simulate", "--start", "2026-01-01", "--end", "2026-01-02", "--out",
                                     str(tmp_path / "x"), "--drift", "faster@2026-01-01"])
     assert bad.exit_code == 2 and "slow_checkout@YYYY-MM-DD" in bad.output
+
+
+# --- campaign plans (issue 18) ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def file_campaign_lake(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The small shop over 18 weeks with the "file" campaign plan: most of the customer file, every week."""
+    out = tmp_path_factory.mktemp("file-campaigns") / "raw"
+    simulate(dt.date(2026, 1, 1), dt.date(2026, 5, 6), out, seed=3, scale="tiny", campaigns="file")
+    return out
+
+
+def test_file_campaigns_reach_most_customers_weekly_with_a_randomized_half(file_campaign_lake: Path) -> None:
+    offers = _frame(file_campaign_lake, "promotion_offers")
+    customers = _frame(file_campaign_lake, "customers")
+    per_campaign = offers.groupby(offers.offered_at.dt.date)
+    days = sorted(per_campaign.groups)
+    assert len(days) == 17 and {(b - a).days for a, b in itertools.pairwise(days)} == {7}
+    for day, rows in per_campaign:
+        registered = customers[(customers.snapshot_date == day) & (customers.signup_date <= day)]
+        # coupons last exactly one week: every registered customer is eligible for every campaign
+        assert len(rows) == int(len(registered) * 0.8), day
+    assert (offers.expires_at - offers.offered_at == pd.Timedelta(days=7)).all()
+    randomized = offers[offers.assignment == "random"]
+    assert len(randomized) / len(offers) == pytest.approx(0.5, abs=0.02)
+    shares = randomized.promotion_id.value_counts(normalize=True)
+    assert set(shares.index) == {"none", "pct5", "pct10", "pct20", "free_shipping"} and shares.max() < 0.23
+    truth = load_truth(file_campaign_lake)["promotion"]
+    assert truth["campaign_plan"] == "file" and truth["campaign_reach"] == 0.8
+
+
+def test_file_campaign_coupons_add_units_only_where_planted(file_campaign_lake: Path) -> None:
+    orders = _frame(file_campaign_lake, "orders").dropna(subset=["customer_id"])
+    segments = pd.read_parquet(file_campaign_lake / "_truth" / "customers.parquet", columns=["customer_id", "segment"])
+    lines = orders.merge(segments, on="customer_id")
+    lines["coupon"] = lines.promotion_id.isin(["pct10", "pct20"])
+
+    def extra_units(segs: list[str]) -> float:
+        rows = lines[lines.segment.isin(segs)]
+        return rows[rows.coupon].quantity.mean() - rows[~rows.coupon & rows.promotion_id.isna()].quantity.mean()
+
+    assert extra_units(["deal_seeker", "occasional"]) > 0.5
+    assert abs(extra_units(["loyal", "high_value"])) < 0.15
+
+
+def test_the_truth_records_realized_outcomes_and_their_noise(file_campaign_lake: Path) -> None:
+    truth = load_truth(file_campaign_lake)["promotion"]
+    uplift = pd.read_parquet(file_campaign_lake / "_truth" / "promotion_uplift.parquet")
+    closed = uplift[uplift.outcome_complete]
+    assert len(closed) and closed.realized_profit_10w.notna().all()
+    assert uplift.loc[~uplift.outcome_complete, "realized_profit_10w"].isna().all()
+    counted = truth["randomized_offers_with_complete_windows"]
+    assert sum(sum(v.values()) for v in counted.values()) == int((closed.assignment == "random").sum())
+    # the realized margin of an offer's 10 weeks is the customer's order margin in them (contract tables)
+    orders = _frame(file_campaign_lake, "orders")
+    catalog = _frame(file_campaign_lake, "catalog")[["snapshot_date", "product_id", "unit_cost"]]
+    orders["snapshot_date"] = orders.ordered_at.dt.date
+    lines = orders.merge(catalog, on=["snapshot_date", "product_id"])
+    lines["margin"] = lines.unit_price_paid * lines.quantity - lines.discount - lines.unit_cost * lines.quantity
+    offer = closed.iloc[len(closed) // 2]
+    start = pd.Timestamp(offer.offered_at).normalize()
+    mine = lines[(lines.customer_id == offer.customer_id) & (lines.ordered_at >= start)
+                 & (lines.ordered_at < start + pd.Timedelta(days=70))]
+    assert offer.realized_profit_10w == pytest.approx(mine.margin.sum(), abs=0.01)
+    assert 0.0 < truth["coupon_day_share"]["loyal"] < 1.0
