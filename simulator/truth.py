@@ -150,9 +150,9 @@ class TruthAccumulator:
         rate = cust.session_rate[c_idx]
         arm = np.asarray(offers["promotion_id"].to_pylist(), dtype=object)
         randomized = np.asarray(offers["assignment"].to_pylist(), dtype=object) == "random"
-        habituation_weight = self._habituation_weight(shop, seg, rate, d0, arm, conversion, traffic)
+        habit_until = shop.offers.column("habit_until").astype(np.int64)  # per offer, the state at the offer
+        habituation_weight = self._habituation_weight(shop, seg, rate, d0, habit_until, arm, conversion, traffic)
         # without the coupon, a customer habituated by an earlier redemption visits at the habituated rate
-        habit_until = shop.offers.column("habit_until").astype(np.int64)
         habituated_valid = traffic(d0, np.clip(habit_until, d0, d0 + plan.valid_days))
         deltas = {}
         for k, coupon in enumerate(coupons):
@@ -258,6 +258,7 @@ class TruthAccumulator:
         seg: np.ndarray,
         rate: np.ndarray,
         d0: np.ndarray,
+        habit_until: np.ndarray,
         arm: np.ndarray,
         conversion: np.ndarray,
         traffic: Callable[[np.ndarray, np.ndarray], np.ndarray],
@@ -272,7 +273,6 @@ class TruthAccumulator:
         """
         seg_names = list(w.SEGMENTS)
         coupons = list(w.COUPONS)
-        habit_until = shop.offers.column("habit_until").astype(np.int64)
         plan = shop.campaigns
         week = plan.every_days
         coupon_days, registered_days = self.coupon_days, self.registered_days

@@ -146,8 +146,7 @@ class CampaignPlan:
     habituation: dict[str, float]
 
 
-_NO_EXTRA_UNITS = {s: {"pct5": 0.0, "pct10": 0.0, "pct20": 0.0, "free_shipping": 0.0} for s in
-                   ("loyal", "deal_seeker", "occasional", "newcomer", "high_value")}
+_NO_EXTRA_UNITS = {s: {c: 0.0 for c in COUPONS if c != "none"} for s in SEGMENTS}
 CAMPAIGN_PLANS: dict[str, CampaignPlan] = {
     p.name: p
     for p in (
