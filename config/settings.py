@@ -12,14 +12,18 @@ ever come from the environment, never from this file.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
+from urllib.parse import urlparse
+from urllib.request import url2pathname
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
+_URI_SCHEME = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:")  # file:, s3:, mlflow-artifacts:, ... (a path has none)
 
 
 class Settings(BaseSettings):
@@ -33,7 +37,9 @@ class Settings(BaseSettings):
     # --- storage -------------------------------------------------------------------------------------------------
     var_root: Path = Field(Path("var"), description="Root of everything the platform writes locally")
     lake_root: Path | None = Field(None, description="Data lake root [default: <var_root>/lake]")
-    reports_root: Path | None = Field(None, description="Reports (drift, data docs) [default: <var_root>/reports]")
+    reports_root: Path | None = Field(
+        None, description="Reports, alerts and failure records (shared by every worker) [default: <lake>/reports]"
+    )
     # --- simulated shop --------------------------------------------------------------------------------------------
     seed: int = Field(7, description="Seed of the simulated shop")
     scale: Literal["tiny", "demo", "large"] = Field("demo", description="Size of the simulated shop")
@@ -51,7 +57,12 @@ class Settings(BaseSettings):
     mlflow_tracking_uri: str | None = Field(
         None, description="MLflow tracking URI [default: sqlite:///<var_root>/mlflow/mlflow.db]"
     )
-    mlflow_artifact_root: Path | None = Field(None, description="Artifact root [default: <var_root>/mlflow/artifacts]")
+    mlflow_artifact_root: str | None = Field(
+        None,
+        description="Artifact root of new experiments: a path or a URI (file://, s3://, mlflow-artifacts:/...) "
+        "[default: <var_root>/mlflow/artifacts with the embedded SQLite store; the tracking server's own "
+        "(proxied, --serve-artifacts) with an http(s) tracking URI]",
+    )
     # --- pipeline --------------------------------------------------------------------------------------------------
     pipeline_start_date: dt.date = Field(dt.date(2026, 1, 1), description="First date the daily DAGs schedule")
     pipeline_end_date: dt.date | None = Field(None, description="Last date the daily DAGs schedule (none: open)")
@@ -83,10 +94,19 @@ class Settings(BaseSettings):
     airflow_username: str = Field("admin", description="Airflow user the serving admin call signs in as")
     airflow_password: SecretStr | None = Field(None, description="That user's password (environment only)")
 
-    @field_validator("var_root", "lake_root", "reports_root", "mlflow_artifact_root", mode="after")
+    @field_validator("var_root", "lake_root", "reports_root", mode="after")
     @classmethod
     def _absolute(cls, value: Path | None) -> Path | None:
         return None if value is None else value.expanduser().resolve()
+
+    @field_validator("mlflow_artifact_root", mode="after")
+    @classmethod
+    def _artifact_uri(cls, value: str | None) -> str | None:
+        """A URI as given (without a trailing slash); a plain path becomes an absolute ``file://`` URI."""
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        return value if _URI_SCHEME.match(value) else Path(value).expanduser().resolve().as_uri()
 
     @property
     def lake(self) -> Path:
@@ -113,7 +133,8 @@ class Settings(BaseSettings):
 
     @property
     def reports(self) -> Path:
-        return self.reports_root or self.var_root / "reports"
+        """Reports, alerts and failure records: under the lake by default, which every worker shares."""
+        return self.reports_root or self.lake / "reports"
 
     @property
     def feast_data(self) -> Path:
@@ -125,8 +146,22 @@ class Settings(BaseSettings):
         return self.mlflow_tracking_uri or f"sqlite:///{self.var_root / 'mlflow' / 'mlflow.db'}"
 
     @property
-    def artifact_root(self) -> Path:
-        return self.mlflow_artifact_root or self.var_root / "mlflow" / "artifacts"
+    def tracking_server(self) -> bool:
+        """True when MLflow is a tracking server (http/https), not a database or folder this process opens."""
+        return self.tracking_uri.startswith(("http://", "https://"))
+
+    @property
+    def artifact_root(self) -> str | None:
+        """URI under which new experiments keep their artifacts; None: the tracking server's default."""
+        if self.mlflow_artifact_root is not None:
+            return self.mlflow_artifact_root
+        return None if self.tracking_server else (self.var_root / "mlflow" / "artifacts").as_uri()
+
+    @property
+    def local_artifact_root(self) -> Path | None:
+        """The artifact root's folder when it is one on this machine (``file://``), else None."""
+        root = self.artifact_root
+        return Path(url2pathname(urlparse(root).path)) if root and root.startswith("file:") else None
 
 
 @lru_cache(maxsize=1)

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from feature_repo.features.tables import ANONYMOUS_CUSTOMER, CUSTOMER_HISTORY, PRODUCT_RANKING
@@ -102,3 +103,14 @@ def customer_history(
         return "unknown_customer", values, read.seconds, None
     row = read.frame.iloc[0]
     return "found", {c: None if pd.isna(row[c]) else row[c] for c in CUSTOMER_HISTORY.column_names}, read.seconds, None
+
+
+_HISTORY_STRINGS = frozenset(c.name for c in CUSTOMER_HISTORY.columns if c.dtype == "string")
+
+
+def history_inputs(values: dict[str, Any]) -> dict[str, Any]:
+    """A ``customer_history`` row as model input: numbers as float (NaN when missing), strings as str or None."""
+    return {
+        c: (None if v is None else str(v)) if c in _HISTORY_STRINGS else (np.nan if v is None else float(v))
+        for c, v in values.items()
+    }

@@ -25,7 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from feature_repo.contract.schema import KPI_NAMES
+from feature_repo.contract.schema import ACQUISITION_CHANNELS, KPI_NAMES
 from simulator import world as w
 
 if TYPE_CHECKING:
@@ -423,7 +423,13 @@ class TruthAccumulator:
             "experiments": experiments,
             "drift": [{"kind": s.kind, "start": str(s.start), "effect": _DRIFT_EFFECTS[s.kind]} for s in shop.drift],
             "segments": {
-                s: {"share": v[0], "visit_multiplier": v[1], "purchase_propensity": v[2]} for s, v in w.SEGMENTS.items()
+                s: {
+                    "share": v[0],
+                    "visit_multiplier": v[1],
+                    "purchase_propensity": v[2],
+                    "acquisition_mix": dict(zip(ACQUISITION_CHANNELS, w.ACQUISITION_MIX[s], strict=True)),
+                }
+                for s, v in w.SEGMENTS.items()
             },
         }
         (folder / "truth.json").write_text(json.dumps(_rounded(truth), indent=2, sort_keys=False) + "\n")

@@ -53,6 +53,17 @@ SEGMENTS: dict[str, tuple[float, float, float]] = {
     "high_value": (0.15, 1.4, 0.22),
 }
 ANONYMOUS_SEGMENT = "occasional"
+# How each segment was acquired, over feature_repo.contract.schema.ACQUISITION_CHANNELS (organic, paid_search,
+# social, email, referral, affiliate, offline). Deal seekers mostly come from affiliates (coupon and cashback
+# sites), newcomers from social campaigns, loyal customers from referrals and e-mail, high-value ones from paid
+# search and the printed catalogue: a shop's CRM records this, and it is what lets a policy tell segments apart.
+ACQUISITION_MIX: dict[str, tuple[float, ...]] = {
+    "loyal": (0.36, 0.14, 0.06, 0.18, 0.16, 0.03, 0.07),
+    "deal_seeker": (0.12, 0.10, 0.10, 0.04, 0.03, 0.58, 0.03),
+    "occasional": (0.38, 0.26, 0.16, 0.06, 0.08, 0.03, 0.03),
+    "newcomer": (0.22, 0.22, 0.36, 0.04, 0.10, 0.04, 0.02),
+    "high_value": (0.34, 0.30, 0.06, 0.10, 0.08, 0.02, 0.10),
+}
 
 # --- conversion: the planted KPI effects ---------------------------------------------------------------------
 # logit contribution = beta * log(kpi / reference) for "log" KPIs, beta * kpi for "linear" (count) KPIs.
@@ -360,15 +371,22 @@ def build_world(scale: Scale, start: dt.date, end: dt.date, rng: np.random.Gener
         segment=segment,
         signup=signup,
         country=np.array(COUNTRIES, dtype=object)[rng.choice(len(COUNTRIES), size=n_c, p=COUNTRY_MIX)],
-        acquisition_channel=np.array(ACQUISITION_CHANNELS, dtype=object)[
-            rng.choice(len(ACQUISITION_CHANNELS), size=n_c, p=(0.3, 0.2, 0.15, 0.1, 0.1, 0.1, 0.05))
-        ],
+        acquisition_channel=np.array(ACQUISITION_CHANNELS, dtype=object)[_acquisition_channel(segment, rng)],
         session_rate=session_rate,
         factors=customer_factors,
         purchase_propensity=propensity,
     )
     assert len(DEVICES) == len(DEVICE_MIX) and len(CHANNELS) == len(CHANNEL_MIX)
     return World(products, customers, category_centroids, segment_centroids)
+
+
+def _acquisition_channel(segment: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Index into ACQUISITION_CHANNELS per customer, drawn from the segment's mix (one uniform per customer, as
+    ``rng.choice(..., p=...)`` draws, so the rest of the shop's random stream does not move)."""
+    cdf = np.cumsum([ACQUISITION_MIX[s] for s in SEGMENTS], axis=1)
+    cdf /= cdf[:, -1:]
+    u = rng.random(len(segment))
+    return (u[:, None] >= cdf[segment]).sum(axis=1)
 
 
 def attractiveness(world: World, customer_factors: np.ndarray, product_index: np.ndarray) -> np.ndarray:

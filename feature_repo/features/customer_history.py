@@ -25,6 +25,8 @@ lines has a non-null ``promotion_id``. Amounts are summed as exact decimals, the
   excluded.
 * ``coupon_orders_90d``: orders that used a promotion, last 90 days.
 * ``coupon_order_share``: orders that used a promotion / ``orders_total``, both all time; null when never ordered.
+* ``acquisition_channel``: the channel that acquired the customer, from the snapshot of D (a string: CRM data,
+  not history; the promotion model reads it, the conversion model does not).
 
 Counts and sums are 0 (not null) for a customer without such events.
 
@@ -213,7 +215,8 @@ def build_customer_history_range(
     days = sorted(days)
     p = _plan(raw_root, features_root, days)  # every input checked before Spark reads any
     daily = CUSTOMER_DAILY.ensure(spark, raw_root, features_root, p.daily_days, days, CUSTOMER_HISTORY.name)
-    customers = read_raw(spark, raw_root, CUSTOMERS, p.reads[CUSTOMERS.name], ["customer_id", "signup_date"])
+    customers = read_raw(spark, raw_root, CUSTOMERS, p.reads[CUSTOMERS.name],
+                         ["customer_id", "signup_date", "acquisition_channel"])
     if p.carry_from is not None:
         carry = read_partitions(spark, state_dir(features_root, TOTALS_STATE), [p.carry_from], _totals_schema())
         carry = carry.drop(DT)
@@ -223,15 +226,16 @@ def build_customer_history_range(
 
     long, zero = T.LongType(), F.lit(0).cast(T.LongType())
     activity = ("orders", "revenue", "coupon_orders", "sessions", "converted", "coupon_offers")
-    spine = customers.select("customer_id", DT, "signup_date", F.lit(True).alias("built"))
+    spine = customers.select("customer_id", DT, "signup_date", "acquisition_channel", F.lit(True).alias("built"))
     rows = (
         daily.select("customer_id", DT, *activity, F.lit(None).cast(T.DateType()).alias("signup_date"),
-                     F.lit(False).alias("built"))
+                     F.lit(None).cast(T.StringType()).alias("acquisition_channel"), F.lit(False).alias("built"))
         .unionByName(spine.select("customer_id", DT, *(F.lit(0).cast(daily.schema[c].dataType).alias(c)
-                                                       for c in activity), "signup_date", "built"))
+                                                       for c in activity), "signup_date", "acquisition_channel",
+                                  "built"))
         .groupBy("customer_id", DT)
         .agg(*(F.sum(c).alias(c) for c in activity), F.max("signup_date").alias("signup_date"),
-             F.max("built").alias("built"))
+             F.max("acquisition_channel").alias("acquisition_channel"), F.max("built").alias("built"))
         .withColumn("_day", F.datediff(F.col(DT), F.lit(dt.date(1970, 1, 1))))
     )
     by_day = Window.partitionBy("customer_id").orderBy("_day")
@@ -244,7 +248,7 @@ def build_customer_history_range(
         return F.sum(F.when(new, F.col(column)).otherwise(F.lit(0).cast(daily.schema[column].dataType))).over(so_far)
 
     windowed = rows.select(
-        "customer_id", DT, "signup_date", "built",
+        "customer_id", DT, "signup_date", "acquisition_channel", "built",
         since_carry("orders").alias("new_orders"),
         since_carry("revenue").alias("new_revenue"),
         since_carry("coupon_orders").alias("new_coupon_orders"),
@@ -258,7 +262,8 @@ def build_customer_history_range(
     ).where(F.col("built"))
 
     totals = windowed.join(carry, "customer_id", "left").select(
-        "customer_id", DT, "signup_date", "orders_30d", "revenue_90d_exact", "coupon_orders_90d", "sessions_30d",
+        "customer_id", DT, "signup_date", "acquisition_channel", "orders_30d", "revenue_90d_exact", "coupon_orders_90d",
+        "sessions_30d",
         "converted_30d", "coupon_offers_90d",
         (F.coalesce("orders_total", zero) + F.col("new_orders")).cast(long).alias("orders_total"),
         (F.coalesce("revenue_total", F.lit(0).cast(_MONEY)) + F.col("new_revenue")).cast(_MONEY)
@@ -282,6 +287,7 @@ def build_customer_history_range(
             "coupon_offers_90d",
             "coupon_orders_90d",
             _ratio("coupon_orders_total", "orders_total").alias("coupon_order_share"),
+            "acquisition_channel",
             DT,
         )
         written = write_feature_partitions(history, CUSTOMER_HISTORY, features_root, days)

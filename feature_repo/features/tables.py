@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from feature_repo.contract.schema import KPI_NAMES, Column
+from feature_repo.contract.schema import ACQUISITION_CHANNELS, KPI_NAMES, Column
 
 EVENT_TIMESTAMP = "event_timestamp"
 ANONYMOUS_CUSTOMER = "anonymous"  # entity key used for sessions without a logged-in customer
@@ -79,6 +79,8 @@ CUSTOMER_HISTORY = FeatureTable(
         _f("coupon_orders_90d", "int64", "Orders with a promotion in the last 90 days.", min=0),
         _f("coupon_order_share", "float64", "Share of all orders that used a promotion; null when never ordered.",
            nullable=True, min=0.0, max=1.0),
+        _f("acquisition_channel", "string", "Channel that acquired the customer (the CRM's record).",
+           allowed=ACQUISITION_CHANNELS),
     ),
     ttl_days=2,
 )

@@ -64,8 +64,8 @@ COLUMN_KINDS: dict[str, ColumnKind] = {
 COLUMN_KINDS.update({c.name: "categorical" if c.dtype == "string" else "numerical" for c in PRODUCT_RANKING.columns})
 # the recommender's interactions (``customer_product_interactions``), ids excluded: device mix and interaction depth
 COLUMN_KINDS.update({c: "numerical" for c in ("impressions", "clicks", "carts", "purchases", "strength")})
-# the promotion model's inputs (``customer_history``): counts, amounts, days and shares
-COLUMN_KINDS.update({c.name: "numerical" for c in CUSTOMER_HISTORY.columns})
+# the promotion model's inputs (``customer_history``): counts, amounts, days and shares; the acquisition channel
+COLUMN_KINDS.update({c.name: "categorical" if c.dtype == "string" else "numerical" for c in CUSTOMER_HISTORY.columns})
 # the elasticity model's product days (``product_demand``): category and the 0/1 flags categorical, the rest numerical
 COLUMN_KINDS.update(
     {

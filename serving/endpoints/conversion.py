@@ -26,7 +26,7 @@ from fastapi import APIRouter, Response
 
 from feature_repo.contract.schema import KPI_NAMES
 from serving.context import ServingContext, Timings, new_request_id
-from serving.features import customer_history
+from serving.features import customer_history, history_inputs
 from serving.schemas import PREDICTION_ERRORS, ConversionRequest, ConversionResponse, KpiImpact, ModelRef
 
 if TYPE_CHECKING:
@@ -91,7 +91,7 @@ def router(ctx: ServingContext) -> APIRouter:
             "channel": request.channel,
             "is_anonymous": 1.0 if status == "anonymous" else 0.0,
             **{k: np.nan if v is None else float(v) for k, v in kpis.items()},
-            **{c: np.nan if v is None else float(v) for c, v in history.items()},
+            **history_inputs(history),
         }
         reference: Mapping[str, float] = loaded.extras.get("kpi_reference", {})
         varied = [k for k, v in kpis.items() if v is not None and k in reference and reference[k] != v]

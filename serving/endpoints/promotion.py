@@ -13,12 +13,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import numpy as np
 import pandas as pd
 from fastapi import APIRouter, Path, Response
 
 from serving.context import ServingContext, Timings, new_request_id
-from serving.features import customer_history
+from serving.features import customer_history, history_inputs
 from serving.schemas import ID_PATTERN, PREDICTION_ERRORS, ModelRef, PromotionResponse
 
 MODEL = "promotion"
@@ -41,7 +40,7 @@ def router(ctx: ServingContext) -> APIRouter:
         timings.add("feature_read", seconds)
         coupon, profit, uplifts = None, 0.0, {}
         if status == "found":
-            frame = pd.DataFrame([{k: np.nan if v is None else float(v) for k, v in history.items()}])
+            frame = pd.DataFrame([history_inputs(history)])
             with timings.stage("model"):
                 out = loaded.pyfunc.predict(model_input(loaded.pyfunc, frame))
             row = out.iloc[0]
@@ -67,7 +66,8 @@ def router(ctx: ServingContext) -> APIRouter:
         return ctx.answer(
             ENDPOINT, body, timings, loaded, request_id=request_id, fallback=fallback,
             features={"customer_id": customer_id, "customer_history": status,
-                      **{k: None if v is None else float(v) for k, v in history.items()}},
+                      **{k: None if v is None else v if isinstance(v, str) else float(v)
+                         for k, v in history.items()}},
             outputs={"coupon": coupon or NO_COUPON, "expected_incremental_profit": profit},
         )
 

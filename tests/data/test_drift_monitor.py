@@ -215,7 +215,7 @@ def test_drift_is_logged_to_mlflow_once_per_model_and_day(drift_result: DriftRes
     assert settings.tracking_uri.startswith(f"sqlite:///{var_root}")
     client = MlflowClient(tracking_uri=settings.tracking_uri)
     experiment = client.get_experiment_by_name("drift-conversion")
-    assert experiment is not None and experiment.artifact_location.startswith(settings.artifact_root.as_uri())
+    assert experiment is not None and experiment.artifact_location.startswith(str(settings.artifact_root))
     runs = client.search_runs([experiment.experiment_id])
     assert [r.info.run_id for r in runs] == [run_id]
     run = runs[0]
@@ -234,7 +234,7 @@ def test_drift_is_logged_to_mlflow_once_per_model_and_day(drift_result: DriftRes
 
 def test_alert_file_only_on_alert(steady_result: DriftResult, drift_result: DriftResult, var_root: Path) -> None:
     assert route_drift_alert(steady_result) is None
-    alerts = var_root / "reports" / "alerts"
+    alerts = var_root / "lake" / "reports" / "alerts"
     assert not alerts.exists() or not any(alerts.iterdir())
 
     path = route_drift_alert(drift_result)
@@ -297,9 +297,9 @@ def test_cli_writes_reports_and_alert(frames: dict[str, pd.DataFrame], tmp_path:
     result = CliRunner().invoke(drift_command, args, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     assert "alert yes" in result.output
-    report_dir = var_root / "reports" / "drift" / "conversion" / f"dt={END}"
+    report_dir = var_root / "lake" / "reports" / "drift" / "conversion" / f"dt={END}"
     assert json.loads((report_dir / "summary.json").read_text())["alert"] is True
-    assert (var_root / "reports" / "alerts" / f"drift-conversion-{END}.json").is_file()
+    assert (var_root / "lake" / "reports" / "alerts" / f"drift-conversion-{END}.json").is_file()
 
     bad = CliRunner().invoke(drift_command, [*args[:6], "--date", "14/01/2026", "--model", "conversion"])
     assert bad.exit_code == 2 and "not a date" in bad.output

@@ -171,6 +171,7 @@ def customer_history_oracle(raw_root: Path, day: dt.date) -> pd.DataFrame:
                 "coupon_offers_90d": int(offers_of.get(customer.customer_id, 0)),
                 "coupon_orders_90d": int(o90["promo"].sum()),
                 "coupon_order_share": float(o["promo"].mean()) if n else None,
+                "acquisition_channel": customer.acquisition_channel,
             }
         )
     return pd.DataFrame(rows)
@@ -183,7 +184,7 @@ def _assert_matches_oracle(actual: pa.Table, expected: pd.DataFrame, day: dt.dat
     for column in CUSTOMER_HISTORY.columns:
         got = actual.column(column.name).to_pylist()
         want = [None if pd.isna(v) else v for v in expected[column.name]]
-        if column.dtype == "int64":
+        if column.dtype in ("int64", "string"):
             assert got == want, column.name
         else:
             assert [g is None for g in got] == [w is None for w in want], column.name

@@ -274,6 +274,24 @@ def test_coupons_lift_visits_where_planted_and_not_for_loyal_customers(demo_lake
     assert (uplift.delta_profit_none == 0).all()
 
 
+def test_acquisition_channels_follow_each_segments_mix(demo_lake: Path) -> None:
+    """The CRM's acquisition channel is what makes segments partly visible: drawn from the mix the truth records."""
+    from scipy.stats import chisquare
+
+    from feature_repo.contract.schema import ACQUISITION_CHANNELS
+
+    mixes = {s: v["acquisition_mix"] for s, v in load_truth(demo_lake)["segments"].items()}
+    customers = _frame(demo_lake, "customers").drop_duplicates("customer_id")
+    segments = pd.read_parquet(demo_lake / "_truth" / "customers.parquet", columns=["customer_id", "segment"])
+    joined = customers.merge(segments, on="customer_id")
+    for segment, rows in joined.groupby("segment"):
+        observed = rows["acquisition_channel"].value_counts().reindex(ACQUISITION_CHANNELS, fill_value=0)
+        expected = np.array([mixes[segment][c] for c in ACQUISITION_CHANNELS]) * len(rows)
+        assert chisquare(observed.to_numpy(), expected).pvalue > 1e-4, (segment, observed.to_dict())
+    affiliate = joined[joined["acquisition_channel"] == "affiliate"]
+    assert (affiliate["segment"] == "deal_seeker").mean() > 0.6  # coupon sites bring the deal seekers
+
+
 def test_sample_ratio_mismatch_is_planted_only_where_declared(demo_lake: Path) -> None:
     from scipy.stats import chisquare
 

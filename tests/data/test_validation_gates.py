@@ -24,7 +24,7 @@ from click.testing import CliRunner
 
 from config.settings import Settings, get_settings
 from feature_repo.contract.lake import PART_FILE, list_partitions, partition_dir
-from feature_repo.contract.schema import KPI_NAMES, TABLES
+from feature_repo.contract.schema import ACQUISITION_CHANNELS, KPI_NAMES, TABLES
 from feature_repo.expectations.config import ValidationConfig, read_validation_config
 from feature_repo.expectations.suites import build_suite
 from feature_repo.expectations.validate import (
@@ -436,6 +436,7 @@ def _customer_history(day: dt.date, n: int = 300) -> pa.Table:
         "coupon_offers_90d": rng.integers(0, 3, n),
         "coupon_orders_90d": np.minimum(orders, rng.integers(0, 2, n)),
         "coupon_order_share": pa.array(rng.uniform(0, 1, n), mask=never),
+        "acquisition_channel": rng.choice(ACQUISITION_CHANNELS, n),
     }
     return pa.table(columns, schema=_feature_schema(FEATURE_TABLES["customer_history"]))
 

@@ -63,7 +63,7 @@ def _run(day: dt.date):
 
 
 def _records(var: Path) -> dict[str, dict]:
-    root = var / "reports" / "ab_readouts"
+    root = var / "lake" / "reports" / "ab_readouts"
     return {p.parent.parent.name: json.loads(p.read_text()) for p in root.glob(f"*/dt={DAY}/readout.json")}
 
 
@@ -80,9 +80,9 @@ def test_a_run_writes_a_readout_per_experiment_and_the_index(ab_env: Path) -> No
         assert record["metrics"]["conversion_rate"]["role"] == "primary"
         assert {"page_load_ms", "js_error_rate"} <= set(record["metrics"])
     assert records["aa_homepage"]["decision"]["status"] != "ship"
-    page = (ab_env / "reports" / "ab_readouts" / "aa_homepage" / f"dt={DAY}" / "readout.html").read_text()
+    page = (ab_env / "lake" / "reports" / "ab_readouts" / "aa_homepage" / f"dt={DAY}" / "readout.html").read_text()
     assert page.count("data:image/png;base64,") == 3 and "always-valid" in page
-    index = json.loads((ab_env / "reports" / "ab_readouts" / f"dt={DAY}" / "index.json").read_text())
+    index = json.loads((ab_env / "lake" / "reports" / "ab_readouts" / f"dt={DAY}" / "index.json").read_text())
     assert sorted(e["experiment_id"] for e in index["experiments"]) == sorted(records)
     units = ab_env / "lake" / "experiments" / "ab_units" / f"dt={DAY}"
     assert list(units.glob("*.parquet"))
@@ -113,6 +113,6 @@ def test_a_registry_that_disagrees_with_the_record_makes_the_experiment_invalid(
     record = _records(ab_env)["aa_homepage"]
     assert record["decision"]["status"] == "invalid"
     assert "planned weights" in record["decision"]["reason"]
-    index = json.loads((ab_env / "reports" / "ab_readouts" / f"dt={DAY}" / "index.json").read_text())
+    index = json.loads((ab_env / "lake" / "reports" / "ab_readouts" / f"dt={DAY}" / "index.json").read_text())
     statuses = {e["experiment_id"]: e["status"] for e in index["experiments"]}
     assert statuses["exp_recs_widget"] == "unregistered"

@@ -92,6 +92,8 @@ def history_row(customer: str, day: dt.date) -> dict[str, Any]:
     for i, col in enumerate(CUSTOMER_HISTORY.columns):
         if col.nullable and customer == "c3":
             row[col.name] = None
+        elif col.dtype == "string":
+            row[col.name] = col.allowed[(base + i) % len(col.allowed)] if col.allowed else f"{customer}-{i}"
         else:
             row[col.name] = base + i if col.dtype == "int64" else base + i + 0.25
     return row

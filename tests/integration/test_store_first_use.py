@@ -79,7 +79,7 @@ def _summary(results: Any) -> None:
             "runs": runs,
             "revision": revision,
             "head": db_utils._get_latest_schema_revision(),
-            "artifact_root": get_settings().artifact_root.as_uri(),
+            "artifact_root": get_settings().artifact_root,
         }))
     except BaseException as err:
         results.put(("summary", "failed", f"{type(err).__name__}: {err}"))

@@ -38,8 +38,8 @@ def conversion_training_set(raw_root: Path) -> pd.DataFrame:
     impressions = read_table(raw_root, IMPRESSIONS, columns=["session_id", "added_to_cart"]).to_pandas()
     baskets = impressions.groupby("session_id")["added_to_cart"].any()
     frame["added_to_cart"] = frame["session_id"].map(baskets).fillna(False).astype(bool)
-    for column in CUSTOMER_HISTORY.column_names:
-        frame[column] = np.nan
+    for column in CUSTOMER_HISTORY.columns:
+        frame[column.name] = None if column.dtype == "string" else np.nan
 
     # History up to the previous day: per customer and day, cumulative sessions and orders of the days before.
     known = frame.loc[~anonymous, ["customer_id", "event_timestamp", "converted"]].copy()

@@ -134,7 +134,7 @@ def test_run_records_params_metrics_tags_and_artifacts(trained: TrainingResult) 
     version = client.get_model_version("conversion", trained.model_version)
     assert version.run_id == trained.run_id
     experiment = client.get_experiment(run.info.experiment_id)
-    assert experiment.artifact_location == (get_settings().artifact_root / "conversion").as_uri()
+    assert experiment.artifact_location == f"{get_settings().artifact_root}/conversion"
     assert get_settings().tracking_uri.startswith("sqlite:///" + str(get_settings().var_root))
 
 

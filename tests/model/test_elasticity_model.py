@@ -28,6 +28,7 @@ from training.elasticity import model as el
 from training.elasticity.estimator import estimate_elasticities, naive_loglog
 from training.elasticity.pyfunc import DemandModel, save_demand_model
 from training.shared import registry
+from training.shared.results import fetch_holdout
 
 if TYPE_CHECKING:
     from pyspark.sql import SparkSession
@@ -144,7 +145,7 @@ def test_a_model_with_a_wrong_signed_elasticity_is_refused_with_the_category_nam
         Nuisance({}, (-6.0, -6.0), flat),
         Nuisance({}, (0.0, 0.0), flat),
     )
-    holdout = pd.read_parquet(nightly[1]["holdout_path"])
+    holdout = pd.read_parquet(fetch_holdout(nightly[1]["holdout_uri"], tmp_path / "holdout"))
     with registry.training_run(el.MODEL_NAME, "wrong-sign") as run:
         logged = run.log_pyfunc_model(
             name="model",

@@ -187,9 +187,78 @@ def test_train_command_trains_registers_and_gates(
     summary = json.loads(result.stdout)
     version = summary["model_version"]
     assert int(version) > max(int(v.model_version) for v in versions.values())
-    assert Path(summary["holdout_path"]).is_file()
+    assert summary["holdout_uri"].startswith(f"runs:/{summary['run_id']}/holdout/")  # what the gate downloads
+    assert "holdout_path" not in summary  # a worker's scratch copy never travels
     assert summary["gate"]["decision"] in ("promoted", "rejected")  # the tiny shop sits near the floor
     assert client.get_model_version(NAME, version).tags["gate.decision"] == summary["gate"]["decision"]
+
+
+def test_the_gate_runs_on_another_worker_from_the_logged_holdout(
+    versions: dict[str, TrainingResult], client: MlflowClient, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 19: the gate reads the challenger's holdout from the tracking server, not the trainer's disk."""
+    from config.settings import get_settings
+    from training.shared.pipeline import gate_and_promote
+
+    record = versions["good"].to_dict()  # what XCom carries to the gate task
+    assert "holdout_path" not in record and record["holdout_uri"].startswith("runs:/")
+    # another worker: its own var_root (the trainer's scratch copy is not there), the same tracking server
+    monkeypatch.setenv("STOREFRONT_MLFLOW_TRACKING_URI", get_settings().tracking_uri)
+    monkeypatch.setenv("STOREFRONT_MLFLOW_ARTIFACT_ROOT", str(get_settings().artifact_root))
+    monkeypatch.setenv("STOREFRONT_VAR_ROOT", str(tmp_path / "gate-worker"))
+    get_settings.cache_clear()
+    try:
+        assert not (get_settings().var_root / "training").exists()
+        decision = gate_and_promote(NAME, record)
+    finally:
+        get_settings.cache_clear()
+    assert decision["challenger_version"] == versions["good"].model_version
+    assert decision["decision"] in ("promoted", "rejected") and decision["challenger_score"] > 0.5
+
+
+def test_a_rerun_reuses_its_version_and_an_unfinished_one_is_replaced(
+    var_root: Path, demo_lake: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 19: a retried or re-run training of the same date and inputs leaves one registered version, not two."""
+    import yaml
+
+    from config.models import get_models_config
+    from config.settings import get_settings
+    from training.shared import pipeline, publish
+
+    config = small_models_config()
+    conversion = config.model(NAME)
+    config.models[NAME] = conversion.model_copy(update={
+        "kpi_impact": conversion.kpi_impact.model_copy(update={"enabled": False})})
+    path = tmp_path / "models.yaml"
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json")))
+    monkeypatch.setenv("STOREFRONT_MODELS_CONFIG", str(path))
+    get_settings.cache_clear()
+    get_models_config.cache_clear()
+    training_set = tmp_path / "training_set.parquet"
+    conversion_training_set(demo_lake).to_parquet(training_set, index=False)
+    client = registry.configure_mlflow()
+
+    def versions_of(day: dt.date) -> list[str]:
+        key = publish.training_key(NAME, day, training_set, get_models_config().model(NAME))
+        found = client.search_model_versions(f"name = '{NAME}' and tags.{publish.TRAINING_KEY_TAG} = '{key}'")
+        return sorted(str(v.version) for v in found)
+
+    try:
+        day = dt.date(2026, 2, 12)
+        first = pipeline.train_challenger(NAME, training_set, day, device="cpu")
+        again = pipeline.train_challenger(NAME, training_set, day, device="cpu")  # Airflow's retry, or a re-run
+        assert again == first and versions_of(day) == [first["model_version"]]
+
+        # a worker killed after registering, before the task handed its record over
+        other = dt.date(2026, 2, 13)
+        orphan = train_conversion(training_set, other, device="cpu")
+        assert versions_of(other) == [orphan.model_version]
+        retried = pipeline.train_challenger(NAME, training_set, other, device="cpu")
+        assert versions_of(other) == [retried["model_version"]] and retried["model_version"] != orphan.model_version
+    finally:
+        get_settings.cache_clear()
+        get_models_config.cache_clear()
 
 
 def test_train_command_rejects_a_bad_date(tmp_path: Path) -> None:

@@ -161,9 +161,10 @@ def test_training_set_labels_only_closed_windows_with_point_in_time_features(sho
 
 
 IDENTIFIABILITY = (
-    "the demo shop's segments are latent and its customer_history features identify about half of them: the exact "
-    "planted segment effects applied to a gradient-boosted segment posterior reach 78% of the oracle, and the shipped "
-    "model (z = 2) gives almost nobody a coupon (benchmarks/promotion_identifiability.py; README known gaps)"
+    "the demo shop's segments are latent and its customer_history features (acquisition channel included) identify "
+    "57% of them: the exact planted segment effects applied to a gradient-boosted segment posterior reach 79% of the "
+    "oracle, and the shipped model (z = 2) gives almost nobody a coupon (benchmarks/promotion_identifiability.py; "
+    "README known gaps)"
 )
 
 

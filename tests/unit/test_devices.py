@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import torch
@@ -69,3 +70,44 @@ def test_choice_is_made_once(cpu_only: None, monkeypatch: pytest.MonkeyPatch) ->
     devices.select_device("auto")
     devices.select_device("auto")
     assert len(calls) == 1
+
+
+@pytest.mark.parametrize("queue", ["cuda", "hpu"])
+def test_a_training_task_on_a_queue_its_worker_cannot_serve_fails_before_reading_data(
+    cpu_only: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, queue: str
+) -> None:
+    """Issue 19: routed to the wrong host, the task names the queue and the device, and reads nothing first."""
+    import datetime as dt
+
+    from training.shared import pipeline
+
+    monkeypatch.setenv("STOREFRONT_TRAINING_QUEUE", queue)
+    missing = tmp_path / "no-such-training-set.parquet"  # a read would fail differently (FileNotFoundError)
+    with pytest.raises(devices.DeviceUnavailableError, match=f"routed to the '{queue}' queue.*no {queue} device"):
+        pipeline.train_challenger("conversion", missing, dt.date(2026, 1, 31))
+
+
+def test_the_cpu_queue_trains_on_any_worker(cpu_only: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    from training.shared import pipeline
+
+    monkeypatch.setenv("STOREFRONT_TRAINING_QUEUE", "cpu")
+    pipeline.check_queue_device("conversion")  # no error
+
+
+def test_a_tracking_server_that_is_down_fails_the_task_before_training(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Issue 19: the error names the server; nothing is read, trained or registered."""
+    import datetime as dt
+    import socket
+
+    from training.shared import pipeline
+    from training.shared.registry import TrackingServerUnavailable
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("STOREFRONT_MLFLOW_TRACKING_URI", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("STOREFRONT_TRAINING_QUEUE", "cpu")
+    with pytest.raises(TrackingServerUnavailable, match=f"http://127.0.0.1:{port} does not answer"):
+        pipeline.train_challenger("conversion", tmp_path / "no-such-training-set.parquet", dt.date(2026, 1, 31))

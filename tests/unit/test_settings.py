@@ -44,3 +44,20 @@ def test_models_config_validates() -> None:
     assert gate.beats(0.7 + gate.min_improvement, 0.7) and not gate.beats(0.7, 0.7)
     with pytest.raises(KeyError, match="no model"):
         config.model("nonexistent")
+
+
+def test_artifact_roots_are_uris_and_shared_outputs_live_under_the_lake(tmp_path: Path) -> None:
+    """Issue 19: nothing a task hands to another is under the worker's var_root."""
+    embedded = Settings(var_root=tmp_path)
+    assert embedded.artifact_root == (tmp_path.resolve() / "mlflow" / "artifacts").as_uri()
+    assert embedded.local_artifact_root == tmp_path.resolve() / "mlflow" / "artifacts"
+    assert embedded.reports == embedded.lake / "reports"
+    # a tracking server with no root: the server's own (proxied) store, nothing local to create
+    server = Settings(var_root=tmp_path, mlflow_tracking_uri="http://127.0.0.1:5000")
+    assert server.tracking_server and server.artifact_root is None and server.local_artifact_root is None
+    for uri in ("s3://bucket/mlflow", "mlflow-artifacts:/storefront", "gs://bucket/a/"):
+        settings = Settings(var_root=tmp_path, mlflow_artifact_root=uri)
+        assert settings.artifact_root == uri.rstrip("/") and settings.local_artifact_root is None
+    relative = Settings(var_root=tmp_path, mlflow_artifact_root="shared/artifacts")
+    assert relative.artifact_root == (Path.cwd() / "shared" / "artifacts").as_uri()
+    assert relative.local_artifact_root == Path.cwd() / "shared" / "artifacts"

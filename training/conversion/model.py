@@ -97,7 +97,8 @@ CATEGORICAL_COLUMNS = ("device", "channel")
 FLAG_COLUMNS = ("is_anonymous",)
 KPI_COLUMNS = KPI_NAMES
 COUNT_KPI_COLUMNS = tuple(c.name for c in SESSIONS.columns if c.name in KPI_NAMES and c.unit == "count")
-HISTORY_COLUMNS = tuple(CUSTOMER_HISTORY.column_names)
+# the numeric history columns (acquisition_channel, CRM data the promotion model reads, is not a conversion input)
+HISTORY_COLUMNS = tuple(c.name for c in CUSTOMER_HISTORY.columns if c.dtype != "string")
 SESSION_FEATURES = tuple(c for c in SESSION_KPIS.column_names if c != "customer_id")
 FEATURE_COLUMNS = (*SESSION_FEATURES, *HISTORY_COLUMNS)  # what the pyfunc takes, in the training set's order
 NESTED_KEYS = ("hidden_sizes", "checkout_hidden_sizes")

@@ -376,6 +376,7 @@ def train_elasticity(
         model_name=MODEL_NAME,
         model_version=published.version,
         model_uri=published.model_uri,
+        holdout_uri=published.holdout_uri,
         holdout_path=published.holdout_path,
         metrics=metrics,
         elasticities=dict(zip(model.groups, model.elasticity, strict=True)),

@@ -48,7 +48,9 @@ MODEL_NAME = "promotion"
 OUTCOME = "margin_10w"  # profit after discount cost over the 10 weeks, EUR
 ARM = "promotion_id"
 ID_COLUMNS = ("offer_id", "customer_id", EVENT_TIMESTAMP)
-FEATURE_COLUMNS = tuple(CUSTOMER_HISTORY.column_names)
+NUMERIC_FEATURES = tuple(c.name for c in CUSTOMER_HISTORY.columns if c.dtype != "string")
+CATEGORICAL_FEATURES = tuple(c.name for c in CUSTOMER_HISTORY.columns if c.dtype == "string")  # acquisition_channel
+FEATURE_COLUMNS = (*NUMERIC_FEATURES, *CATEGORICAL_FEATURES)
 HOLDOUT_COLUMNS = (*ID_COLUMNS, ARM, "assignment", OUTCOME, "discount_10w", "revenue_10w", "orders_10w",
                    "bought_again_without_coupon", *FEATURE_COLUMNS)
 MODEL_KEYS = {"hidden_sizes", "learning_rate", "weight_decay", "dropout", "huber_delta", "batch_size", "max_epochs",
@@ -72,8 +74,10 @@ def read_training_set(path: Path) -> pd.DataFrame:
     missing = [c for c in (*ID_COLUMNS, ARM, "assignment", OUTCOME) if c not in frame.columns]
     if missing:
         raise KeyError(f"promotion training set {path} lacks column(s): {', '.join(missing)}")
-    for column in FEATURE_COLUMNS:
+    for column in NUMERIC_FEATURES:
         frame[column] = pd.to_numeric(frame[column]).astype("float64") if column in frame else np.nan
+    for column in CATEGORICAL_FEATURES:  # a set written before the column existed: the model's unknown bucket
+        frame[column] = frame[column].astype(object) if column in frame else None
     frame[EVENT_TIMESTAMP] = pd.to_datetime(frame[EVENT_TIMESTAMP], utc=True)
     return frame
 
@@ -218,7 +222,8 @@ def train_promotion(
                           promo.policy.confidence_z)
     model, chosen, candidates = fit_uplift_model(
         train_rows, validation_rows, coupons, dict(model_cfg.hyperparameters), ensemble=promo.ensemble,
-        choice=choice, numeric_columns=list(FEATURE_COLUMNS), device=torch_device,
+        choice=choice, numeric_columns=list(NUMERIC_FEATURES), categorical_columns=list(CATEGORICAL_FEATURES),
+        device=torch_device,
     )
     popular = most_popular_coupon(frame, coupons)
     evaluation = evaluate_policy(
@@ -265,7 +270,8 @@ def train_promotion(
             python_model=Path(promotion_pyfunc.__file__),
             write_files=lambda folder: promotion_pyfunc.save_model_files(folder, model, hidden_sizes, dropout),
             signature=registry.frame_signature(
-                numeric_columns=list(FEATURE_COLUMNS),
+                numeric_columns=list(NUMERIC_FEATURES),
+                string_columns=list(CATEGORICAL_FEATURES),
                 optional_columns=[c.name for c in CUSTOMER_HISTORY.columns if c.nullable],
                 outputs={**{f"uplift_{c}": "double" for c in coupons}, "best_coupon": "string",
                          "expected_incremental_profit": "double"},
@@ -280,7 +286,8 @@ def train_promotion(
     logger.info("promotion %s: run %s, %s v%s, %.1f s", day, published.run_id, MODEL_NAME, published.version, seconds)
     return PromotionTrainingResult(
         run_id=published.run_id, model_name=MODEL_NAME, model_version=published.version,
-        model_uri=published.model_uri, holdout_path=published.holdout_path, metrics=metrics, hyperparameters=chosen,
+        model_uri=published.model_uri, holdout_uri=published.holdout_uri, holdout_path=published.holdout_path,
+        metrics=metrics, hyperparameters=chosen,
         device=str(torch_device), seconds=seconds, report_files=dict(published.extra),
     )
 

@@ -105,7 +105,8 @@ def score_promotion_day(day: dt.date) -> Path | None:
         return None
     config = promotion_config()
     customers = read_feature_partition(get_settings().features_root, "customer_history", day).to_pandas()
-    for column in CUSTOMER_HISTORY.column_names:  # the signature says double; MLflow will not widen int64 itself
+    numeric = [c.name for c in CUSTOMER_HISTORY.columns if c.dtype != "string"]
+    for column in numeric:  # the signature says double; MLflow will not widen int64 itself
         customers[column] = customers[column].astype("float64")
     model = load_model(model_version_uri(MODEL_NAME, version.version))
     predicted = pd.DataFrame(model.predict(model_input(model, customers)))

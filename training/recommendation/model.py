@@ -733,6 +733,7 @@ def train_recommendation(
         model_name=MODEL_NAME,
         model_version=published.version,
         model_uri=published.model_uri,
+        holdout_uri=published.holdout_uri,
         holdout_path=published.holdout_path,
         metrics=metrics,
         hyperparameters=fitted.hyperparameters,

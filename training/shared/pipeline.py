@@ -13,18 +13,20 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from config import get_settings
 from config.models import get_models_config
 from training.shared.model_registry import function, model_spec
-from training.shared.results import NothingToTrain
+from training.shared.results import NothingToTrain, fetch_holdout
 
 __all__ = ["NothingToTrain", "build_training_set", "drift_report", "gate_and_promote", "score_sessions",
            "train_challenger"]
 
 log = logging.getLogger(__name__)
+RESULT_ARTIFACT = "result/train_challenger.json"  # the task's record, logged once training has handed it over
 
 
 def build_training_set(model: str, day: dt.date) -> Path:
@@ -35,14 +37,49 @@ def build_training_set(model: str, day: dt.date) -> Path:
 def train_challenger(
     model: str, training_set: str | Path, day: dt.date, device: str | None = None
 ) -> dict[str, Any]:
-    """Train and register a challenger; returns its run id, version, holdout path and metrics.
+    """Train and register a challenger; returns its run id, version, holdout URI and metrics.
 
     ``device``: cpu, cuda, hpu or auto [default: ``$STOREFRONT_DEVICE``]; ignored by a model that trains on no device.
+    Before anything is read, a worker serving an accelerator queue (``training_queue`` cuda or hpu) must have that
+    accelerator: a task routed to the wrong host fails in seconds with the queue and the device named.
     """
+    from training.shared import publish, registry
+
     spec = model_spec(model)
+    if spec.trains_on_device:
+        check_queue_device(model)
+    registry.check_tracking_server()
+    # a retried or re-run task of the same date and inputs: the version it registered is the result, not a second one
+    key = publish.training_key(model, day, Path(training_set), get_models_config().model(model))
+    previous = registry.version_with_tag(model, publish.TRAINING_KEY_TAG, key)
+    if previous is not None:
+        record = registry.read_run_json(previous.run_id, RESULT_ARTIFACT)
+        if record is not None:
+            log.info("%s %s: v%s was already trained from the same inputs (run %s); reused, nothing trained",
+                     model, day, previous.version, previous.run_id)
+            return record
+        registry.discard_version(model, previous.version, "registered, but its task did not finish; training again")
     train = function(spec.train)
     result = train(Path(training_set), day, device=device) if spec.trains_on_device else train(Path(training_set), day)
-    return result.to_dict()
+    record = result.to_dict()
+    registry.log_run_json(record["run_id"], RESULT_ARTIFACT, record)  # last: marks the version complete
+    return record
+
+
+def check_queue_device(model: str) -> None:
+    """Raise ``DeviceUnavailableError`` when this worker lacks the accelerator of the queue training tasks run on."""
+    from training.shared.devices import DeviceUnavailableError, select_device
+
+    queue = get_settings().training_queue
+    if queue == "cpu":
+        return
+    try:
+        select_device(queue)
+    except DeviceUnavailableError as err:
+        raise DeviceUnavailableError(
+            f"{model}: this training task was routed to the {queue!r} queue (STOREFRONT_TRAINING_QUEUE), but this "
+            f"worker has no {queue} device: {err}"
+        ) from None
 
 
 def gate_and_promote(model: str, challenger: dict[str, Any]) -> dict[str, Any]:
@@ -54,7 +91,8 @@ def gate_and_promote(model: str, challenger: dict[str, Any]) -> dict[str, Any]:
     spec = model_spec(model)
     gate = get_models_config().model(model).gate
     read = function(spec.read_holdout) or pd.read_parquet
-    holdout = read(Path(challenger["holdout_path"]))
+    with tempfile.TemporaryDirectory(prefix=f"gate-{model}-") as scratch:  # this worker's disk, not the trainer's
+        holdout = read(fetch_holdout(challenger["holdout_uri"], Path(scratch)))
     gate_scorer = function(spec.gate_scorer)
     scorer = gate_scorer(gate) if gate_scorer else None
     guardrail_scorer = None

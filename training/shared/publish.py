@@ -6,7 +6,8 @@ service, the data interval, run date, git commit, device), logs the parameters e
 beside the model's own and the metrics, lets the model log
 what is its own (curves, reports, search candidates: ``log_extra``), logs the holdout the gate scores on and the
 reference sample the drift monitor compares with, writes and logs the pyfunc model with its files and registers
-it as a new version, and keeps a local copy of the holdout for the gate. Everything goes through
+it as a new version tagged with its :func:`training_key`, and keeps a scratch copy of the holdout for in-process
+callers (the gate downloads the logged one). Everything goes through
 ``training.shared.registry``, the one door to MLflow.
 """
 
@@ -22,9 +23,30 @@ from typing import Any
 import pandas as pd
 
 from config.models import ModelConfig
+from config.settings import REPO_ROOT
 from training.shared import registry, results
 
 HOLDOUT_DIR, REFERENCE_DIR = "holdout", "reference"
+TRAINING_KEY_TAG = "training_key"  # on the registered version: what it was trained from (:func:`training_key`)
+
+
+def training_key(model: str, day: dt.date, training_set: Path, config: ModelConfig) -> str:
+    """A digest of what a training run depends on: the model, the run date, the training set's bytes, the model's
+    block of ``config/models.yaml`` and the code's commit. The same key means a re-run would train the same model,
+    so the nightly reuses the version registered under it instead of registering a second one."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{model}\n{day.isoformat()}\n".encode())
+    digest.update(config.model_dump_json().encode())
+    digest.update(registry.git_commit(REPO_ROOT).encode())
+    path = Path(training_set)
+    files = sorted(f for f in path.rglob("*") if f.is_file()) if path.is_dir() else [path]
+    for f in files:
+        digest.update(f"\n{f.relative_to(path) if path.is_dir() else f.name}\n".encode())
+        with f.open("rb") as handle:
+            for block in iter(lambda handle=handle: handle.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -121,7 +143,8 @@ def log_and_register(record: TrainingRecord) -> Published:
             registered_model_name=record.model,
             input_example=package.input_example,
             code_paths=package.code_paths,
-            tags={"feature_service": feature_service, "run_date": day, **package.version_tags},
+            tags={"feature_service": feature_service, "run_date": day, **package.version_tags,
+                  TRAINING_KEY_TAG: training_key(record.model, record.day, record.training_set, record.config)},
         )
         run_id = run.run_id
     if logged.version is None:

@@ -2,7 +2,8 @@
 
 Every MLflow call of the project goes through this module, so an MLflow upgrade touches one file. The traps
 of MLflow 3.17 it handles: the tracking URI is always set explicitly (MLflow otherwise creates ``mlflow.db`` in
-the working directory), experiments get an artifact location under ``settings.artifact_root`` (not ``./mlruns``),
+the working directory), experiments get an artifact location under ``settings.artifact_root`` (a URI; not
+``./mlruns``; with a tracking server and no root set, the server's proxied store),
 models are logged with ``name=`` and explicit ``pip_requirements``, and champions are aliases, not stages.
 
 The gate, :func:`promote_if_better`, scores the challenger *and* the current champion on the same holdout
@@ -67,19 +68,44 @@ def configure_mlflow() -> MlflowClient:
     uri = settings.tracking_uri
     if uri.startswith("sqlite:///"):
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-    settings.artifact_root.mkdir(parents=True, exist_ok=True)
+    if settings.local_artifact_root is not None:
+        settings.local_artifact_root.mkdir(parents=True, exist_ok=True)
     mlflow.set_tracking_uri(uri)
     mlflow.set_registry_uri(uri)
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
 
 
+class TrackingServerUnavailable(RuntimeError):
+    """The MLflow tracking server does not answer: nothing was trained, logged or registered."""
+
+
+def check_tracking_server(timeout_seconds: float = 5.0) -> None:
+    """With an http(s) tracking URI, ask the server's ``/health`` first: a task whose server is down fails in
+    seconds with the URI named, instead of training for minutes and then retrying MLflow calls for minutes more."""
+    import httpx
+
+    settings = get_settings()
+    if not settings.tracking_server:
+        return
+    url = settings.tracking_uri.rstrip("/") + "/health"
+    try:
+        httpx.get(url, timeout=timeout_seconds).raise_for_status()
+    except httpx.HTTPError as err:
+        raise TrackingServerUnavailable(
+            f"the MLflow tracking server {settings.tracking_uri} does not answer ({url}: {err or type(err).__name__}); "
+            "nothing was trained or registered"
+        ) from None
+
+
 def ensure_experiment(name: str, client: MlflowClient | None = None) -> str:
-    """The id of experiment ``name``, created with its artifacts under ``settings.artifact_root/<name>``.
+    """The id of experiment ``name``, created with its artifacts under ``settings.artifact_root/<name>`` (with a
+    tracking server and no artifact root set: where the server puts them, ``mlflow-artifacts:/`` when it proxies).
 
     ``client``: the client to use [default: :func:`configure_mlflow`'s, which also sets MLflow's global URIs].
     """
     client = client or configure_mlflow()
-    location = (get_settings().artifact_root / name).as_uri()
+    root = get_settings().artifact_root
+    location = None if root is None else f"{root}/{name}"
     experiment = client.get_experiment_by_name(name)
     if experiment is None:
         try:
@@ -88,7 +114,7 @@ def ensure_experiment(name: str, client: MlflowClient | None = None) -> str:
             experiment = client.get_experiment_by_name(name)
             if experiment is None:
                 raise
-    if experiment.artifact_location != location:
+    if location is not None and experiment.artifact_location != location:
         logger.warning("experiment %r keeps its artifacts at %s, not %s", name, experiment.artifact_location, location)
     return experiment.experiment_id
 
@@ -117,7 +143,8 @@ def log_dated_run(
     if uri.startswith("sqlite:///"):  # MLflow does not create the database's folder
         Path(uri.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     client = MlflowClient(tracking_uri=uri)
-    (settings.artifact_root / experiment).mkdir(parents=True, exist_ok=True)
+    if settings.local_artifact_root is not None:
+        (settings.local_artifact_root / experiment).mkdir(parents=True, exist_ok=True)
     experiment_id = ensure_experiment(experiment, client)
     key = tags[key_tag]
     runs = client.search_runs([experiment_id], filter_string=f"tags.{key_tag} = '{key}'", max_results=1)
@@ -448,6 +475,40 @@ def champion(name: str) -> ModelVersion | None:
 
 def model_version(name: str, version: str | int) -> ModelVersion:
     return configure_mlflow().get_model_version(name, str(version))
+
+
+def version_with_tag(name: str, tag: str, value: str) -> ModelVersion | None:
+    """The newest version of ``name`` whose tag ``tag`` is ``value`` (None when none is, or no such model)."""
+    if "'" in value or "'" in tag:
+        raise ValueError(f"a tag filter cannot hold a quote: {tag}={value!r}")
+    found = configure_mlflow().search_model_versions(f"name = '{name}' and tags.{tag} = '{value}'")
+    return max(found, key=lambda v: int(v.version), default=None)
+
+
+def log_run_json(run_id: str, artifact_file: str, data: Mapping[str, Any]) -> None:
+    """Write ``data`` as the JSON artifact ``artifact_file`` of a finished run."""
+    configure_mlflow().log_dict(run_id, dict(data), artifact_file)
+
+
+def read_run_json(run_id: str, artifact_file: str) -> dict[str, Any] | None:
+    """The JSON artifact ``artifact_file`` of a run, or None when the run has none."""
+    import mlflow.artifacts
+
+    configure_mlflow()
+    try:
+        return mlflow.artifacts.load_dict(f"runs:/{run_id}/{artifact_file}")
+    except (MlflowException, OSError):
+        return None
+
+
+def discard_version(name: str, version: str | int, reason: str) -> None:
+    """Delete a registered version its training never finished handing over (a worker died after registering)."""
+    client = configure_mlflow()
+    mv = client.get_model_version(name, str(version))
+    if CHAMPION in (mv.aliases or []):
+        raise RuntimeError(f"{name} v{version} is the champion: it is never discarded ({reason})")
+    logger.warning("discarding %s v%s (run %s): %s", name, version, mv.run_id, reason)
+    client.delete_model_version(name, str(version))
 
 
 def set_alias(name: str, version: str | int, alias: str = CHAMPION) -> None:

@@ -29,7 +29,10 @@ class TrainingResult:
     model_name: str
     model_version: str
     model_uri: str  # models:/<name>/<version>
-    holdout_path: Path  # local copy of the holdout the gate scores challenger and champion on
+    # the holdout the gate scores challenger and champion on, as an artifact of the run (runs:/<id>/holdout/...):
+    # the gate may run on another worker, so it downloads this, never a path on the training worker's disk
+    holdout_uri: str
+    holdout_path: Path = field(metadata=IN_PROCESS)  # this worker's scratch copy, for in-process callers
     metrics: dict[str, float]
     seconds: float
 
@@ -59,15 +62,35 @@ class Candidate:
 class SearchedTrainingResult(TrainingResult):
     """The record of a network chosen by a search: its holdout and reference artifacts, the winner and the grid."""
 
-    holdout_uri: str  # the holdout as an artifact of the run
     reference_uri: str
     hyperparameters: dict[str, Any]
     device: str
     candidates: list[Candidate] = field(default_factory=list, metadata=IN_PROCESS)
 
 
+def fetch_holdout(holdout_uri: str, destination: Path) -> Path:
+    """Download the holdout folder of ``holdout_uri`` (``runs:/<id>/holdout/holdout.parquet``: the file and what
+    was logged beside it) from the tracking server into ``destination``; returns the local ``holdout.parquet``."""
+    import mlflow.artifacts
+
+    from config.settings import get_settings
+
+    folder, _, name = holdout_uri.rstrip("/").rpartition("/")
+    if not folder.startswith("runs:/") or not name:
+        raise ValueError(f"not a run artifact URI of a holdout file: {holdout_uri!r}")
+    local = mlflow.artifacts.download_artifacts(
+        artifact_uri=folder, dst_path=str(destination), tracking_uri=get_settings().tracking_uri
+    )
+    path = Path(local) / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{holdout_uri}: the run's holdout folder holds no {name}")
+    return path
+
+
 def local_holdout_path(model: str, day: dt.date, run_id: str) -> Path:
-    """Where a training run keeps its holdout for the gate: ``<var>/training/<model>/dt=<day>/<run_id>/``.
+    """Where a training run keeps a scratch copy of its holdout: ``<var>/training/<model>/dt=<day>/<run_id>/``.
+
+    Only for callers in the same process (tests, the KPI impact CLI): the gate downloads the logged artifact.
 
     Keyed by run id as well as date, so a second challenger of the same date cannot overwrite the first one's.
     The folder is created.

@@ -45,7 +45,7 @@ def test_scores_a_known_customer_with_the_champion_and_its_online_history(
     frame = pd.DataFrame([{**payload(sessions.iloc[0])["kpis"], "device": sessions.iloc[0]["device"],
                            "channel": sessions.iloc[0]["channel"], "is_anonymous": 0.0,
                            **{c: row[c] for c in history.columns if c not in ("customer_id", "event_timestamp")}}])
-    frame = frame.astype({c: "float64" for c in frame.columns if c not in ("device", "channel")})
+    frame = frame.astype({c: "float64" for c in frame.columns if c not in ("device", "channel", "acquisition_channel")})
     expected = float(np.asarray(model.predict(registry.model_input(model, frame)))[0])
     assert body["probability"] == pytest.approx(expected, rel=1e-6)
     # the champion is a funnel: the two stages it answers with compose to the probability
