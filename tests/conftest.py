@@ -89,6 +89,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     logging.getLogger("py4j").setLevel(logging.WARNING)
     from pyspark.sql import SparkSession
 
-    active = SparkSession.getActiveSession()
+    try:
+        active = SparkSession.getActiveSession()
+    except (ConnectionError, OSError) as err:  # the JVM is already gone (a test stopped or lost it): nothing to stop
+        logging.getLogger(__name__).warning("no Spark JVM to stop at the end of the session: %s", err)
+        return
     if active is not None:
         active.stop()

@@ -167,7 +167,11 @@ def test_nightly_stages_register_gate_and_score(tiny_shop: ModelsConfig) -> None
     assert "guardrail recall@20" in decision["reason"]
     assert decision["challenger_score"] == pytest.approx(metrics["ndcg@10"], abs=0.03)  # same customers, fallback incl.
 
-    second = train_challenger(rec.MODEL_NAME, training_set, TINY_DAY)
+    # the nightly's retry of the same date and inputs reuses its version; a second training (here the train stage
+    # itself, past that reuse) registers a new one, which the gate compares with the champion
+    assert train_challenger(rec.MODEL_NAME, training_set, TINY_DAY) == first
+    second = rec.train_recommendation(Path(training_set), TINY_DAY).to_dict()
+    assert second["model_version"] != first["model_version"]
     decision = gate_and_promote(rec.MODEL_NAME, second)
     assert decision["champion_version"] == first["model_version"]
     assert decision["champion_guardrail"] is not None
